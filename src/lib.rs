@@ -1,0 +1,32 @@
+//! `dpspec`: Kong's DP-spec for data planes and control planes, on blocking I/O and plain
+//! threads.
+//!
+//! The stack, bottom up, one module per layer:
+//!
+//! | layer | module | what it does |
+//! |---|---|---|
+//! | TCP | [`tcp`], [`proxy`] | connect with a timeout, HTTP CONNECT tunnels |
+//! | TLS | [`tls`] | rustls (ring), Kong's trust modes, mTLS on both sides |
+//! | HTTP/1.1 | [`http`] | request and response heads under limits, the CP listener |
+//! | WebSocket | [`upgrade`], [`channel`] | the wRPC upgrade, a full-duplex message channel |
+//! | wRPC | [`wrpc`] | envelope, validation, the [`wrpc::Peer`] that calls and serves |
+//! | services | [`services`], [`config`] | negotiation and config messages, Kong's config hash |
+//!
+//! No async runtime is used anywhere: every connection has one reader thread that blocks on
+//! its socket, handlers run on a bounded pool of worker threads, and callers block on
+//! channels with deadlines.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod channel;
+pub mod config;
+mod error;
+pub mod http;
+pub mod proxy;
+pub mod services;
+pub mod tcp;
+pub mod tls;
+pub mod upgrade;
+pub mod wrpc;
+
+pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! The negotiation and config services (placeholder: filled in by its owner).

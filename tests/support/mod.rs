@@ -1,0 +1,9 @@
+//! Shared code for the end-to-end tests.
+#![allow(dead_code)]
+
+pub mod certs;
+
+/// Turns on logging once for a test binary (`RUST_LOG=debug cargo test` to see it).
+pub fn init_logs() {
+    let _ = env_logger::builder().is_test(true).try_init();
+}

@@ -7,3 +7,4 @@ pub mod certs;
 pub fn init_logs() {
     let _ = env_logger::builder().is_test(true).try_init();
 }
+pub mod pair;

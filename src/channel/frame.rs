@@ -1,0 +1,439 @@
+//! WebSocket framing without I/O: frame headers through tungstenite's [`FrameHeader`],
+//! masking, and a decoder that turns received plaintext into whole messages.
+//!
+//! The decoder enforces what RFC 6455 and this crate require of a peer: client frames
+//! masked and server frames not, no reserved bits, control frames short and unfragmented,
+//! and no message over the size limit (checked from the frame header, before the payload
+//! is buffered).
+
+use std::io::Cursor;
+
+use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+use tungstenite::protocol::frame::FrameHeader;
+
+/// Close status codes this crate sends (RFC 6455 section 7.4.1).
+pub mod close_code {
+    /// Normal closure.
+    pub const NORMAL: u16 = 1000;
+    /// The endpoint is going away (shutdown).
+    pub const GOING_AWAY: u16 = 1001;
+    /// A WebSocket protocol error.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A data type this endpoint does not accept (wRPC: a text frame).
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// No status code was present in the peer's close frame (never sent).
+    pub const NO_STATUS: u16 = 1005;
+    /// Data inconsistent with the message type (wRPC: a bad envelope).
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// A message bigger than this endpoint accepts.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// An unexpected condition on this endpoint.
+    pub const INTERNAL_ERROR: u16 = 1011;
+}
+
+/// Which end of the WebSocket this is. Clients mask their frames; servers do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The end that sent the upgrade request (the DP).
+    Client,
+    /// The end that answered it (the CP).
+    Server,
+}
+
+/// One complete thing the decoder found in the byte stream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A whole binary message, reassembled from its fragments.
+    Binary(Vec<u8>),
+    /// A whole text message (wRPC does not use them; the channel closes with 1003).
+    Text,
+    /// A ping with its payload, to be answered with a pong.
+    Ping(Vec<u8>),
+    /// A pong (ignored).
+    Pong,
+    /// A close frame, with the code and reason if the peer gave them.
+    Close(Option<(u16, String)>),
+}
+
+/// Why the decoder gave up on the byte stream; the channel closes with `code`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The close code to send.
+    pub code: u16,
+    /// What the peer did wrong, short enough for a close frame.
+    pub reason: String,
+}
+
+impl Violation {
+    fn protocol(reason: impl Into<String>) -> Violation {
+        Violation {
+            code: close_code::PROTOCOL_ERROR,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Largest frame header: 2 bytes, 8 bytes of length, 4 bytes of mask.
+pub const MAX_HEADER_LEN: usize = 14;
+
+/// Writes the header of an unfragmented binary frame carrying `len` bytes into `out`,
+/// masked with `mask` if given; returns nothing, the payload follows.
+pub fn write_header(out: &mut Vec<u8>, opcode: OpCode, len: usize, mask: Option<[u8; 4]>) {
+    let header = FrameHeader {
+        is_final: true,
+        opcode,
+        mask,
+        ..FrameHeader::default()
+    };
+    // Writing into a Vec cannot fail.
+    let _ = header.format(len as u64, out);
+}
+
+/// XORs `buf` with the 4-byte `mask`, where `offset` is the position of `buf[0]` within
+/// the frame's payload.
+pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
+    let mut m = [0u8; 8];
+    for (i, b) in m.iter_mut().enumerate() {
+        *b = mask[(offset + i) % 4];
+    }
+    let wide = u64::from_ne_bytes(m);
+    let mut chunks = buf.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let v = u64::from_ne_bytes([
+            chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
+        ]) ^ wide;
+        chunk.copy_from_slice(&v.to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= m[i % 8];
+    }
+}
+
+/// Formats a whole control frame (close, ping, pong) into bytes ready to encrypt.
+pub fn control_frame(control: Control, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MAX_HEADER_LEN + payload.len());
+    write_header(&mut out, OpCode::Control(control), payload.len(), mask);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(mask) = mask {
+        apply_mask(&mut out[start..], mask, 0);
+    }
+    out
+}
+
+/// The payload of a close frame: the code, then the reason cut to fit 123 bytes on a
+/// character boundary.
+pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
+    let mut cut = reason.len().min(123);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut out = Vec::with_capacity(2 + cut);
+    out.extend_from_slice(&code.to_be_bytes());
+    out.extend_from_slice(&reason.as_bytes()[..cut]);
+    out
+}
+
+/// Turns plaintext into [`Frame`]s. Feed bytes with [`Decoder::buffer`], then call
+/// [`Decoder::next`] until it returns `Ok(None)`.
+#[derive(Debug)]
+pub struct Decoder {
+    role: Role,
+    max_message: usize,
+    input: Vec<u8>,
+    start: usize,
+    /// A fragmented message being reassembled: its opcode was binary (true) or text.
+    partial: Option<(bool, Vec<u8>)>,
+}
+
+impl Decoder {
+    /// A decoder for the given end, refusing messages over `max_message` bytes.
+    pub fn new(role: Role, max_message: usize) -> Decoder {
+        Decoder {
+            role,
+            max_message,
+            input: Vec::new(),
+            start: 0,
+            partial: None,
+        }
+    }
+
+    /// The buffer to append received plaintext to.
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        if self.start > 0 && self.start == self.input.len() {
+            self.input.clear();
+            self.start = 0;
+        }
+        &mut self.input
+    }
+
+    /// Bytes received but not yet consumed.
+    pub fn pending(&self) -> usize {
+        self.input.len() - self.start
+    }
+
+    /// Releases buffer memory held by an idle decoder.
+    pub fn shrink(&mut self) {
+        if self.pending() == 0 {
+            self.input = Vec::new();
+            self.start = 0;
+        }
+    }
+
+    /// The next complete frame, `Ok(None)` when more bytes are needed, or the violation
+    /// that must close the connection.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<Frame>, Violation> {
+        loop {
+            let avail = &self.input[self.start..];
+            let mut cursor = Cursor::new(avail);
+            let (header, len) = match FrameHeader::parse(&mut cursor) {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) => {
+                    self.compact();
+                    return Ok(None);
+                }
+                Err(e) => return Err(Violation::protocol(format!("bad frame header: {e}"))),
+            };
+            let header_len = cursor.position() as usize;
+            self.check_header(&header, len)?;
+            let len = len as usize;
+            if avail.len() < header_len + len {
+                self.reserve_for(header_len + len);
+                self.compact();
+                return Ok(None);
+            }
+            let payload_start = self.start + header_len;
+            let payload = &mut self.input[payload_start..payload_start + len];
+            if let Some(mask) = header.mask {
+                apply_mask(payload, mask, 0);
+            }
+            let payload = &self.input[payload_start..payload_start + len];
+            self.start = payload_start + len;
+            match header.opcode {
+                OpCode::Control(Control::Close) => return parse_close(payload).map(Some),
+                OpCode::Control(Control::Ping) => return Ok(Some(Frame::Ping(payload.to_vec()))),
+                OpCode::Control(Control::Pong) => return Ok(Some(Frame::Pong)),
+                OpCode::Data(Data::Continue) => {
+                    let Some((_, buf)) = self.partial.as_mut() else {
+                        return Err(Violation::protocol("continuation frame without a message"));
+                    };
+                    buf.extend_from_slice(payload);
+                    if header.is_final {
+                        let (binary, buf) = self.partial.take().unwrap_or_default();
+                        return Ok(Some(if binary {
+                            Frame::Binary(buf)
+                        } else {
+                            Frame::Text
+                        }));
+                    }
+                }
+                OpCode::Data(data) => {
+                    if self.partial.is_some() {
+                        return Err(Violation::protocol("new message inside a fragmented one"));
+                    }
+                    let binary = data == Data::Binary;
+                    if header.is_final {
+                        return Ok(Some(if binary {
+                            Frame::Binary(payload.to_vec())
+                        } else {
+                            Frame::Text
+                        }));
+                    }
+                    self.partial = Some((binary, payload.to_vec()));
+                }
+                OpCode::Control(Control::Reserved(_)) => {
+                    return Err(Violation::protocol("reserved control opcode"))
+                }
+            }
+        }
+    }
+
+    fn check_header(&self, header: &FrameHeader, len: u64) -> Result<(), Violation> {
+        if header.rsv1 || header.rsv2 || header.rsv3 {
+            return Err(Violation::protocol(
+                "reserved bits set (no extension was negotiated)",
+            ));
+        }
+        match (self.role, header.mask.is_some()) {
+            (Role::Server, false) => return Err(Violation::protocol("client frame not masked")),
+            (Role::Client, true) => return Err(Violation::protocol("server frame masked")),
+            _ => {}
+        }
+        if let OpCode::Control(_) = header.opcode {
+            if !header.is_final || len > 125 {
+                return Err(Violation::protocol(
+                    "control frame fragmented or over 125 bytes",
+                ));
+            }
+            return Ok(());
+        }
+        let so_far = self.partial.as_ref().map_or(0, |(_, b)| b.len() as u64);
+        if len.saturating_add(so_far) > self.max_message as u64 {
+            return Err(Violation {
+                code: close_code::MESSAGE_TOO_BIG,
+                reason: format!(
+                    "message of {} bytes is over the limit of {} bytes",
+                    len.saturating_add(so_far),
+                    self.max_message
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn reserve_for(&mut self, frame_len: usize) {
+        let need = self.start + frame_len;
+        if need > self.input.capacity() {
+            // Compact first so a big frame does not need room for consumed bytes too.
+            self.input.drain(..self.start);
+            self.start = 0;
+            self.input
+                .reserve(frame_len.saturating_sub(self.input.len()));
+        }
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 && (self.start == self.input.len() || self.start > 64 * 1024) {
+            self.input.drain(..self.start);
+            self.start = 0;
+        }
+    }
+}
+
+fn parse_close(payload: &[u8]) -> Result<Frame, Violation> {
+    match payload.len() {
+        0 => Ok(Frame::Close(None)),
+        1 => Err(Violation::protocol("close frame with a 1-byte payload")),
+        _ => {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            let reason = String::from_utf8_lossy(&payload[2..]).into_owned();
+            Ok(Frame::Close(Some((code, reason))))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binary_frame(payload: &[u8], mask: Option<[u8; 4]>, fin: bool, op: OpCode) -> Vec<u8> {
+        let mut out = Vec::new();
+        let header = FrameHeader {
+            is_final: fin,
+            opcode: op,
+            mask,
+            ..FrameHeader::default()
+        };
+        header.format(payload.len() as u64, &mut out).unwrap();
+        let start = out.len();
+        out.extend_from_slice(payload);
+        if let Some(m) = mask {
+            apply_mask(&mut out[start..], m, 0);
+        }
+        out
+    }
+
+    #[test]
+    fn mask_matches_bytewise_xor_at_any_offset() {
+        let data: Vec<u8> = (0..37u8).collect();
+        for offset in 0..4 {
+            let mut fast = data.clone();
+            apply_mask(&mut fast, [1, 2, 3, 4], offset);
+            let slow: Vec<u8> = data
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ [1, 2, 3, 4][(i + offset) % 4])
+                .collect();
+            assert_eq!(fast, slow);
+        }
+    }
+
+    #[test]
+    fn server_decodes_masked_binary_split_byte_by_byte() {
+        let bytes = binary_frame(
+            b"hello",
+            Some([9, 8, 7, 6]),
+            true,
+            OpCode::Data(Data::Binary),
+        );
+        let mut d = Decoder::new(Role::Server, 100);
+        for (i, b) in bytes.iter().enumerate() {
+            d.buffer().push(*b);
+            let got = d.next().unwrap();
+            if i + 1 < bytes.len() {
+                assert_eq!(got, None);
+            } else {
+                assert_eq!(got, Some(Frame::Binary(b"hello".to_vec())));
+            }
+        }
+    }
+
+    #[test]
+    fn fragments_are_reassembled_with_a_ping_between() {
+        let mut d = Decoder::new(Role::Client, 100);
+        d.buffer()
+            .extend(binary_frame(b"ab", None, false, OpCode::Data(Data::Binary)));
+        d.buffer().extend(binary_frame(
+            b"p",
+            None,
+            true,
+            OpCode::Control(Control::Ping),
+        ));
+        d.buffer().extend(binary_frame(
+            b"cd",
+            None,
+            true,
+            OpCode::Data(Data::Continue),
+        ));
+        assert_eq!(d.next().unwrap(), Some(Frame::Ping(b"p".to_vec())));
+        assert_eq!(d.next().unwrap(), Some(Frame::Binary(b"abcd".to_vec())));
+        assert_eq!(d.next().unwrap(), None);
+    }
+
+    #[test]
+    fn oversize_is_refused_from_the_header_alone() {
+        let mut d = Decoder::new(Role::Client, 10);
+        let mut out = Vec::new();
+        write_header(&mut out, OpCode::Data(Data::Binary), 11, None);
+        d.buffer().extend(out);
+        let v = d.next().unwrap_err();
+        assert_eq!(v.code, close_code::MESSAGE_TOO_BIG);
+    }
+
+    #[test]
+    fn unmasked_client_frame_is_a_protocol_error() {
+        let mut d = Decoder::new(Role::Server, 10);
+        d.buffer()
+            .extend(binary_frame(b"x", None, true, OpCode::Data(Data::Binary)));
+        assert_eq!(d.next().unwrap_err().code, close_code::PROTOCOL_ERROR);
+    }
+
+    #[test]
+    fn close_frame_carries_code_and_reason() {
+        let mut d = Decoder::new(Role::Client, 10);
+        let payload = close_payload(1007, "bad envelope");
+        d.buffer()
+            .extend(control_frame(Control::Close, &payload, None));
+        assert_eq!(
+            d.next().unwrap(),
+            Some(Frame::Close(Some((1007, "bad envelope".into()))))
+        );
+    }
+
+    #[test]
+    fn close_reason_is_cut_on_a_char_boundary() {
+        let reason = "é".repeat(100);
+        let p = close_payload(1000, &reason);
+        assert!(p.len() <= 125);
+        assert!(std::str::from_utf8(&p[2..]).is_ok());
+    }
+
+    #[test]
+    fn text_frame_is_reported() {
+        let mut d = Decoder::new(Role::Client, 10);
+        d.buffer()
+            .extend(binary_frame(b"hi", None, true, OpCode::Data(Data::Text)));
+        assert_eq!(d.next().unwrap(), Some(Frame::Text));
+    }
+}

@@ -1,0 +1,259 @@
+//! The reading half: one thread per connection blocks on the raw socket, feeds the TLS
+//! session under its lock, and decodes frames outside it.
+
+use std::io::{self, Read};
+use std::net::TcpStream;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::frame::{close_code, Decoder, Frame, Role};
+use super::{lock, Channel, ChannelError, CloseRequest, Ended, MessageSink, QueueSink};
+
+/// Bytes read from the socket per system call.
+const READ_CHUNK: usize = 16 * 1024 + 512;
+
+/// Stack of a reader thread: it decrypts, decodes frames and runs the sink, none of which
+/// recurses deeply. Small stacks keep thousands of connections cheap.
+pub const READER_STACK_SIZE: usize = 256 * 1024;
+
+/// What [`Reader::spawn_queue`] delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A whole binary message.
+    Message(Vec<u8>),
+    /// The channel ended; nothing follows.
+    Ended(Ended),
+}
+
+/// The reading half of a channel. Run it with [`Reader::run`] on a thread of your own,
+/// or [`Reader::spawn`] / [`Reader::spawn_queue`] on a new one.
+pub struct Reader {
+    channel: Channel,
+    sock: TcpStream,
+    decoder: Decoder,
+    leftover: Vec<u8>,
+    _done: Sender<()>,
+}
+
+impl Reader {
+    pub(super) fn new(
+        channel: Channel,
+        sock: TcpStream,
+        leftover: Vec<u8>,
+        role: Role,
+        done: Sender<()>,
+    ) -> Reader {
+        let max = channel.shared.config.max_message_size;
+        Reader {
+            channel,
+            sock,
+            decoder: Decoder::new(role, max),
+            leftover,
+            _done: done,
+        }
+    }
+
+    /// Starts a thread named `dpspec-reader-<label>` that runs the reader into `sink`.
+    pub fn spawn(self, sink: impl MessageSink) -> Result<JoinHandle<()>, ChannelError> {
+        let name = format!("dpspec-reader-{}", self.channel.label());
+        std::thread::Builder::new()
+            .name(name)
+            .stack_size(READER_STACK_SIZE)
+            .spawn(move || {
+                self.run(sink);
+            })
+            .map_err(ChannelError::Spawn)
+    }
+
+    /// Starts the reader on a new thread and delivers messages into a channel of `bound`
+    /// entries (the reader waits when it is full, which pushes back on the peer).
+    pub fn spawn_queue(
+        self,
+        bound: usize,
+    ) -> Result<(JoinHandle<()>, Receiver<Incoming>), ChannelError> {
+        let (tx, rx) = crossbeam_channel::bounded(bound);
+        let handle = self.spawn(QueueSink(tx))?;
+        Ok((handle, rx))
+    }
+
+    /// Reads until the connection ends, handing each message to `sink`, then calls
+    /// [`MessageSink::on_end`] and returns how it ended.
+    pub fn run(mut self, mut sink: impl MessageSink) -> Ended {
+        let _ = self
+            .channel
+            .shared
+            .reader_thread
+            .set(std::thread::current().id());
+        let ended = self.read_loop(&mut sink);
+        log::debug!("{}: channel ended: {ended}", self.channel.label());
+        self.channel.finish(&ended);
+        sink.on_end(&ended);
+        ended
+    }
+
+    fn read_loop(&mut self, sink: &mut impl MessageSink) -> Ended {
+        let leftover = std::mem::take(&mut self.leftover);
+        self.decoder.buffer().extend_from_slice(&leftover);
+        if let Err(ended) = self.feed(&[]) {
+            return ended;
+        }
+        // After a framing violation the byte stream cannot be trusted: only wait for EOF.
+        let mut desynced = false;
+        let mut raw = vec![0u8; READ_CHUNK];
+        loop {
+            while !desynced {
+                match self.decoder.next() {
+                    Ok(Some(frame)) => {
+                        if let Some(ended) = self.handle(frame, sink) {
+                            return ended;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(violation) => {
+                        log::warn!(
+                            "{}: closing with {}: {}",
+                            self.channel.label(),
+                            violation.code,
+                            violation.reason
+                        );
+                        self.start_close(violation.code, &violation.reason);
+                        desynced = true;
+                    }
+                }
+            }
+            if self.decoder.pending() == 0 {
+                self.decoder.shrink();
+            }
+            match self.sock.read(&mut raw) {
+                Ok(0) => return self.eof("the peer closed the connection without a close frame"),
+                Ok(n) => {
+                    if let Err(ended) = self.feed(&raw[..n]) {
+                        return ended;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return self.eof("no close reply from the peer in time");
+                }
+                Err(e) => return self.eof(&format!("read failed: {e}")),
+            }
+        }
+    }
+
+    /// Decides how a connection that stopped delivering bytes ended.
+    fn eof(&self, what: &str) -> Ended {
+        match self.channel.close_sent() {
+            Some((code, reason)) => Ended::ClosedByUs { code, reason },
+            None => Ended::Failed {
+                reason: what.to_string(),
+            },
+        }
+    }
+
+    /// Feeds ciphertext to TLS under its lock and moves the plaintext into the decoder.
+    fn feed(&mut self, mut data: &[u8]) -> Result<(), Ended> {
+        let mut wants_write = false;
+        {
+            let mut tls = lock(&self.channel.shared.tls);
+            loop {
+                if !data.is_empty() {
+                    if let Err(e) = tls.read_tls(&mut data) {
+                        return Err(Ended::Failed {
+                            reason: format!("TLS buffer: {e}"),
+                        });
+                    }
+                }
+                let state = match tls.process_new_packets() {
+                    Ok(state) => state,
+                    Err(e) => {
+                        // Let rustls send its alert before the socket goes.
+                        drop(tls);
+                        let _ = self.channel.flush_tls();
+                        return Err(Ended::Failed {
+                            reason: format!("TLS error: {e}"),
+                        });
+                    }
+                };
+                let n = state.plaintext_bytes_to_read();
+                if n > 0 {
+                    let buf = self.decoder.buffer();
+                    let old = buf.len();
+                    buf.resize(old + n, 0);
+                    if let Err(e) = tls.reader().read_exact(&mut buf[old..]) {
+                        return Err(Ended::Failed {
+                            reason: format!("TLS read: {e}"),
+                        });
+                    }
+                }
+                wants_write |= tls.wants_write();
+                if data.is_empty() {
+                    break;
+                }
+            }
+        }
+        if wants_write {
+            if let Err(e) = self.channel.flush_tls() {
+                return Err(Ended::Failed {
+                    reason: format!("write failed: {e}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Acts on one frame; returns how the channel ended if this frame ended it.
+    fn handle(&mut self, frame: Frame, sink: &mut impl MessageSink) -> Option<Ended> {
+        match frame {
+            Frame::Binary(message) => {
+                if self.channel.close_sent().is_some() {
+                    return None; // closing: data after our close frame is dropped
+                }
+                if let Err(CloseRequest { code, reason }) = sink.on_message(message) {
+                    self.start_close(code, &reason);
+                }
+            }
+            Frame::Text => {
+                log::warn!(
+                    "{}: text frame received; closing with 1003",
+                    self.channel.label()
+                );
+                self.start_close(
+                    close_code::UNSUPPORTED_DATA,
+                    "text frames are not accepted: wRPC uses binary messages",
+                );
+            }
+            Frame::Ping(payload) => self.channel.send_pong(&payload),
+            Frame::Pong => {}
+            Frame::Close(peer) => {
+                if let Some((code, reason)) = self.channel.close_sent() {
+                    return Some(Ended::ClosedByUs { code, reason });
+                }
+                let (code, reason) = match peer {
+                    Some((code, reason)) => (Some(code), reason),
+                    None => (None, String::new()),
+                };
+                // Echo the peer's code, as RFC 6455 asks; 1000 when it gave none.
+                self.channel
+                    .send_close(code.unwrap_or(close_code::NORMAL), "");
+                return Some(Ended::ClosedByPeer { code, reason });
+            }
+        }
+        None
+    }
+
+    /// Sends our close frame from the reader thread and arms the close timeout on the
+    /// socket this thread reads from.
+    fn start_close(&mut self, code: u16, reason: &str) {
+        self.channel.send_close(code, reason);
+        let timeout = self.channel.shared.config.close_timeout;
+        let _ = self
+            .sock
+            .set_read_timeout(Some(timeout.max(std::time::Duration::from_millis(1))));
+    }
+}

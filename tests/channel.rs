@@ -1,0 +1,187 @@
+//! The message channel over real TLS on loopback.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use dpspec::channel::{ChannelConfig, ChannelError, Ended, Incoming};
+use support::pair::channel_pair;
+
+fn cfg() -> ChannelConfig {
+    ChannelConfig {
+        close_timeout: Duration::from_secs(2),
+        ..ChannelConfig::default()
+    }
+}
+
+fn message(i: u32) -> Vec<u8> {
+    // Sizes from 4 bytes to about 40 KiB, so some messages span several TLS records.
+    let len = 4 + (i as usize * 7919) % 40_000;
+    let mut m = vec![(i % 251) as u8; len];
+    m[..4].copy_from_slice(&i.to_be_bytes());
+    m
+}
+
+fn next_message(rx: &crossbeam_channel::Receiver<Incoming>) -> Vec<u8> {
+    match rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("message in time")
+    {
+        Incoming::Message(m) => m,
+        Incoming::Ended(e) => panic!("channel ended early: {e}"),
+    }
+}
+
+#[test]
+fn both_sides_send_10000_messages_at_once_all_arrive_in_order() {
+    support::init_logs();
+    let ((client, client_reader), (server, server_reader)) = channel_pair(cfg(), cfg());
+    let (_c, client_rx) = client_reader.spawn_queue(64).unwrap();
+    let (_s, server_rx) = server_reader.spawn_queue(64).unwrap();
+    const N: u32 = 10_000;
+    let senders: Vec<_> = [client.clone(), server.clone()]
+        .into_iter()
+        .map(|ch| {
+            std::thread::spawn(move || {
+                for i in 0..N {
+                    ch.send(&message(i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    let check = |rx: crossbeam_channel::Receiver<Incoming>| {
+        std::thread::spawn(move || {
+            for i in 0..N {
+                assert_eq!(next_message(&rx), message(i), "message {i}");
+            }
+        })
+    };
+    let (a, b) = (check(client_rx), check(server_rx));
+    for s in senders {
+        s.join().unwrap();
+    }
+    a.join().unwrap();
+    b.join().unwrap();
+    client.close(1000, "done");
+    assert_eq!(
+        client.wait(),
+        Ended::ClosedByUs {
+            code: 1000,
+            reason: "done".into()
+        }
+    );
+    assert_eq!(
+        server.wait(),
+        Ended::ClosedByPeer {
+            code: Some(1000),
+            reason: "done".into()
+        }
+    );
+}
+
+#[test]
+fn idle_round_trip_does_not_wait_on_a_timer() {
+    let ((client, client_reader), (server, server_reader)) = channel_pair(cfg(), cfg());
+    let (_c, client_rx) = client_reader.spawn_queue(4).unwrap();
+    let (_s, server_rx) = server_reader.spawn_queue(4).unwrap();
+    let echo = std::thread::spawn(move || {
+        while let Ok(Incoming::Message(m)) = server_rx.recv() {
+            server.send(&m).unwrap();
+        }
+    });
+    let mut times = Vec::new();
+    for i in 0..200u32 {
+        let start = Instant::now();
+        client.send(&i.to_be_bytes()).unwrap();
+        assert_eq!(next_message(&client_rx), i.to_be_bytes());
+        times.push(start.elapsed());
+        // Let the connection go idle between round trips.
+        if i % 20 == 0 {
+            std::thread::yield_now();
+        }
+    }
+    times.sort();
+    println!(
+        "idle ping-pong round trip over TLS: median {:?}, p99 {:?}",
+        times[100], times[198]
+    );
+    client.close(1000, "");
+    echo.join().unwrap();
+}
+
+#[test]
+fn oversize_message_fails_at_the_sender_and_nothing_is_written() {
+    let small = ChannelConfig {
+        max_message_size: 1024,
+        ..cfg()
+    };
+    let ((client, _cr), (_server, server_reader)) = channel_pair(small, cfg());
+    let (_s, server_rx) = server_reader.spawn_queue(4).unwrap();
+    match client.send(&vec![7u8; 1025]) {
+        Err(ChannelError::MessageTooLarge {
+            size: 1025,
+            max: 1024,
+        }) => {}
+        other => panic!("expected MessageTooLarge, got {other:?}"),
+    }
+    client.send(b"after").unwrap();
+    assert_eq!(next_message(&server_rx), b"after");
+}
+
+#[test]
+fn peer_sending_oversize_message_gets_close_1009() {
+    let big = ChannelConfig {
+        max_message_size: 1 << 20,
+        ..cfg()
+    };
+    let small = ChannelConfig {
+        max_message_size: 1024,
+        ..cfg()
+    };
+    let ((client, client_reader), (server, server_reader)) = channel_pair(big, small);
+    let (_c, client_rx) = client_reader.spawn_queue(4).unwrap();
+    let (_s, _server_rx) = server_reader.spawn_queue(4).unwrap();
+    client.send(&vec![1u8; 2048]).unwrap();
+    match client_rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+        Incoming::Ended(Ended::ClosedByPeer {
+            code: Some(1009),
+            reason,
+        }) => {
+            assert!(reason.contains("2048"), "{reason}");
+        }
+        other => panic!("expected close 1009, got {other:?}"),
+    }
+    match server.wait() {
+        Ended::ClosedByUs { code: 1009, .. } => {}
+        other => panic!("server should have closed with 1009: {other:?}"),
+    }
+}
+
+#[test]
+fn peer_vanishing_is_reported_to_the_owner() {
+    let ((client, client_reader), (server, _server_reader)) = channel_pair(cfg(), cfg());
+    let (_c, client_rx) = client_reader.spawn_queue(4).unwrap();
+    server.abort();
+    match client_rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+        Incoming::Ended(Ended::Failed { reason }) => assert!(!reason.is_empty()),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert!(matches!(
+        client.send(b"x"),
+        Err(ChannelError::Closed(Ended::Failed { .. }))
+    ));
+}
+
+#[test]
+fn send_after_close_is_refused_with_the_reason() {
+    let ((client, client_reader), (_server, server_reader)) = channel_pair(cfg(), cfg());
+    let _c = client_reader.spawn_queue(4).unwrap();
+    let _s = server_reader.spawn_queue(4).unwrap();
+    client.close(1001, "going away");
+    match client.send(b"late") {
+        Err(ChannelError::Closed(Ended::ClosedByUs { code: 1001, reason })) => {
+            assert_eq!(reason, "going away")
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,5 +1,8 @@
 //! wRPC: envelope, validation, the peer (placeholder: filled in by its owner).
 
+pub mod envelope;
+pub mod validate;
+
 use std::fmt;
 
 /// Errors of this layer.

@@ -1,22 +1,114 @@
-//! wRPC: envelope, validation, the peer (placeholder: filled in by its owner).
-
-pub mod envelope;
-pub mod validate;
+//! wRPC: the envelope, its validation, and the [`Peer`] that calls and serves on one
+//! connection.
+//!
+//! | file | what |
+//! |---|---|
+//! | [`envelope`] | our prost definitions of the envelope and Kong-safe constructors |
+//! | [`validate`] | which kind a message is, or which rule it breaks |
+//! | [`pending`] | the seq counter, calls waiting for answers, deadlines |
+//! | [`service`] | typed services ([`wrpc_service!`](crate::wrpc_service)) and handler tables |
+//! | [`pool`] | the worker threads that run handlers |
+//! | [`stream`] | STREAM_BEGIN / STREAM_MESSAGE / STREAM_END |
+//! | [`peer`] | the peer itself |
 
 use std::fmt;
 
-/// Errors of this layer.
-#[derive(Debug)]
+use crate::channel::{ChannelError, Ended};
+
+pub mod envelope;
+pub mod peer;
+pub mod pending;
+pub mod pool;
+pub mod service;
+pub mod stream;
+pub mod validate;
+
+pub use envelope::ErrorType;
+pub use peer::{Peer, PeerConfig, DEFAULT_CALL_TIMEOUT};
+pub use pool::WorkerPool;
+pub use service::{Context, HandlerError, Rpc, Services};
+pub use stream::{InboundStream, OutboundStream};
+
+/// Why a wRPC call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WrpcError {
-    /// Placeholder.
-    Other(String),
+    /// The peer answered with an ERROR message.
+    Remote {
+        /// The error's type (INVALID_SERVICE, INVALID_RPC, GENERIC, ...).
+        etype: ErrorType,
+        /// The peer's text.
+        description: String,
+    },
+    /// No answer came before the call's deadline; a late answer will be dropped.
+    Timeout {
+        /// The rpc called.
+        name: String,
+    },
+    /// The connection ended before the answer came (or before the call was made).
+    ConnectionClosed(Ended),
+    /// The response names another (service, rpc) than the request did.
+    Mismatch {
+        /// (service, rpc) of the request.
+        expected: (u32, u32),
+        /// (service, rpc) of the response.
+        got: (u32, u32),
+    },
+    /// The answer's payload does not decode as the rpc's response type.
+    Decode {
+        /// The rpc called.
+        name: String,
+        /// The decoder's complaint.
+        message: String,
+    },
+    /// The encoded message is over the connection's maximum message size; nothing was
+    /// sent.
+    TooLarge {
+        /// Size of the encoded message.
+        size: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// Sending failed; the connection has been dropped.
+    Send(String),
+}
+
+impl WrpcError {
+    pub(crate) fn from_channel(e: ChannelError) -> WrpcError {
+        match e {
+            ChannelError::MessageTooLarge { size, max } => WrpcError::TooLarge { size, max },
+            ChannelError::Closed(ended) => WrpcError::ConnectionClosed(ended),
+            other => WrpcError::Send(other.to_string()),
+        }
+    }
+
+    /// True for an ERROR answer from the peer of type `etype`.
+    pub fn is_remote(&self, etype: ErrorType) -> bool {
+        matches!(self, WrpcError::Remote { etype: e, .. } if *e == etype)
+    }
 }
 
 impl fmt::Display for WrpcError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WrpcError::Other(s) => f.write_str(s),
+            WrpcError::Remote { etype, description } => {
+                write!(f, "the peer answered ERROR {etype:?}: {description}")
+            }
+            WrpcError::Timeout { name } => write!(f, "{name}: no answer before the deadline"),
+            WrpcError::ConnectionClosed(ended) => write!(f, "connection closed: {ended}"),
+            WrpcError::Mismatch { expected, got } => write!(
+                f,
+                "the response names service {} rpc {}, the request was service {} rpc {}",
+                got.0, got.1, expected.0, expected.1
+            ),
+            WrpcError::Decode { name, message } => {
+                write!(f, "{name}: the answer does not decode: {message}")
+            }
+            WrpcError::TooLarge { size, max } => write!(
+                f,
+                "message of {size} bytes is over the connection's maximum of {max}; nothing sent"
+            ),
+            WrpcError::Send(e) => write!(f, "send failed: {e}"),
         }
     }
 }

@@ -7,4 +7,5 @@ pub mod certs;
 pub fn init_logs() {
     let _ = env_logger::builder().is_test(true).try_init();
 }
+pub mod echo;
 pub mod pair;

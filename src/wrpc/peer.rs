@@ -1,0 +1,417 @@
+//! The wRPC peer: calls and serves on one connection at the same time.
+//!
+//! The reader thread decodes and validates each envelope, hands answers to the callers
+//! waiting for them, and queues requests on the worker pool; it never runs a handler.
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::envelope::{decode_envelope, encode_envelope, ErrorType, PayloadV1};
+use super::pending::{deadline_after, is_past, Pending, Resolved, SeqCounter};
+use super::pool::WorkerPool;
+use super::service::{Context, Entry, Lookup, Services};
+use super::stream::{OutboundStream, Streams};
+use super::validate::{classify, Invalid, Kind, Rule};
+use super::{Rpc, WrpcError};
+use crate::channel::{
+    close_code, lock, Channel, ChannelError, CloseRequest, Ended, MessageSink, Reader,
+};
+
+/// Kong's deadline for a request: 90 s after it is sent (go-wrpc uses 60 s).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Settings of a [`Peer`].
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// How long a call waits for its answer unless the call says otherwise; also sets the
+    /// request's wire deadline. Default 90 s, Kong's.
+    pub call_timeout: Duration,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        PeerConfig {
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+        }
+    }
+}
+
+type EndHook = Box<dyn FnOnce(&Ended) + Send>;
+
+struct Inner {
+    channel: Channel,
+    seq: SeqCounter,
+    pending: Pending,
+    services: Services,
+    pool: Arc<WorkerPool>,
+    streams: Streams,
+    config: PeerConfig,
+    end_hooks: Mutex<Option<Vec<EndHook>>>,
+}
+
+/// One end of a wRPC connection. Cheap to clone; all clones are the same connection.
+#[derive(Clone)]
+pub struct Peer {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Peer")
+            .field("label", &self.inner.channel.label())
+            .field("pending", &self.inner.pending.len())
+            .finish()
+    }
+}
+
+impl Peer {
+    /// A peer on `channel`, serving `services` with handlers run on `pool`. Nothing is
+    /// received until the channel's [`Reader`] runs through [`Peer::serve`] or
+    /// [`Peer::spawn`].
+    pub fn new(
+        channel: Channel,
+        services: Services,
+        pool: Arc<WorkerPool>,
+        config: PeerConfig,
+    ) -> Peer {
+        Peer {
+            inner: Arc::new(Inner {
+                channel,
+                seq: SeqCounter::default(),
+                pending: Pending::default(),
+                services,
+                pool,
+                streams: Streams::default(),
+                config,
+                end_hooks: Mutex::new(Some(Vec::new())),
+            }),
+        }
+    }
+
+    /// Runs the reader on this thread until the connection ends.
+    pub fn serve(&self, reader: Reader) -> Ended {
+        reader.run(PeerSink { peer: self.clone() })
+    }
+
+    /// Runs the reader on a new thread.
+    pub fn spawn(&self, reader: Reader) -> Result<JoinHandle<()>, ChannelError> {
+        reader.spawn(PeerSink { peer: self.clone() })
+    }
+
+    /// Calls `R` with the default timeout and waits for its answer.
+    pub fn call<R: Rpc>(&self, request: &R::Request) -> Result<R::Response, WrpcError> {
+        self.call_timeout::<R>(request, self.inner.config.call_timeout)
+    }
+
+    /// Calls `R`, giving up after `timeout` (also the request's wire deadline).
+    pub fn call_timeout<R: Rpc>(
+        &self,
+        request: &R::Request,
+        timeout: Duration,
+    ) -> Result<R::Response, WrpcError> {
+        let body = prost::Message::encode_to_vec(request);
+        let answer = self.call_raw(R::SERVICE_ID, R::RPC_ID, body, timeout, R::NAME)?;
+        <R::Response as prost::Message>::decode(&answer[..]).map_err(|e| WrpcError::Decode {
+            name: R::NAME.into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Calls (svc_id, rpc_id) with an encoded request and returns the encoded response.
+    /// Blocks until the response, an ERROR, the timeout, or the connection's end.
+    pub fn call_raw(
+        &self,
+        svc_id: u32,
+        rpc_id: u32,
+        body: Vec<u8>,
+        timeout: Duration,
+        name: &str,
+    ) -> Result<Vec<u8>, WrpcError> {
+        let seq = self.next_seq();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.inner.pending.insert(seq, svc_id, rpc_id, tx)?;
+        let msg = PayloadV1::request(svc_id, rpc_id, seq, deadline_after(timeout), body);
+        if let Err(e) = self.send_envelope(&msg) {
+            self.inner.pending.remove(seq);
+            return Err(e);
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(answer) => answer,
+            Err(_) => {
+                self.inner.pending.remove(seq);
+                Err(WrpcError::Timeout {
+                    name: name.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Begins a stream for `R`; see [`OutboundStream`].
+    pub fn open_stream<R: Rpc>(&self) -> Result<OutboundStream, WrpcError> {
+        OutboundStream::begin::<R>(self.clone())
+    }
+
+    /// The services this connection serves; change them at any time.
+    pub fn services(&self) -> &Services {
+        &self.inner.services
+    }
+
+    /// Closes the connection with `code` and `reason`: every waiting call fails at once
+    /// with [`WrpcError::ConnectionClosed`].
+    pub fn close(&self, code: u16, reason: &str) {
+        self.inner.channel.close(code, reason);
+    }
+
+    /// Blocks until the connection has ended; returns why.
+    pub fn wait(&self) -> Ended {
+        self.inner.channel.wait()
+    }
+
+    /// How the connection ended, or `None` while it is open.
+    pub fn ended(&self) -> Option<Ended> {
+        self.inner.channel.ended()
+    }
+
+    /// Runs `hook` once the connection has ended (at once if it already has), on the
+    /// reader thread: keep it short.
+    pub fn on_end(&self, hook: impl FnOnce(&Ended) + Send + 'static) {
+        let mut hooks = lock(&self.inner.end_hooks);
+        match hooks.as_mut() {
+            Some(list) => list.push(Box::new(hook)),
+            None => {
+                drop(hooks);
+                let ended = self.ended().unwrap_or(Ended::Failed {
+                    reason: "ended".into(),
+                });
+                hook(&ended);
+            }
+        }
+    }
+
+    /// The underlying channel.
+    pub fn channel(&self) -> &Channel {
+        &self.inner.channel
+    }
+
+    /// How many calls wait for an answer.
+    pub fn pending_calls(&self) -> usize {
+        self.inner.pending.len()
+    }
+
+    pub(crate) fn next_seq(&self) -> u32 {
+        self.inner.seq.next()
+    }
+
+    pub(crate) fn send_envelope(&self, msg: &PayloadV1) -> Result<(), WrpcError> {
+        self.inner
+            .channel
+            .send(&encode_envelope(msg))
+            .map_err(WrpcError::from_channel)
+    }
+
+    /// Answers the message `to` with an ERROR (never used for ERRORs themselves).
+    fn send_error(&self, to: &PayloadV1, etype: ErrorType, description: &str) {
+        let seq = self.next_seq();
+        let msg = PayloadV1::error(to.svc_id, to.rpc_id, seq, to.seq, etype, description);
+        if let Err(e) = self.send_envelope(&msg) {
+            log::debug!(
+                "{}: could not send an ERROR: {e}",
+                self.inner.channel.label()
+            );
+        }
+    }
+
+    fn dispatch(&self, bytes: Vec<u8>) -> Result<(), CloseRequest> {
+        let label = self.inner.channel.label();
+        let envelope = match decode_envelope(&bytes) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                log::warn!("{label}: closing with 1007: envelope does not decode: {e}");
+                return Err(invalid_close(Rule::BadProtobuf));
+            }
+        };
+        let kind = match classify(&envelope) {
+            Ok(kind) => kind,
+            Err(Invalid { rule, seq }) => {
+                log::warn!("{label}: closing with 1007: {rule}");
+                if let (Some(_), Some(p)) = (seq, envelope.payload.as_ref()) {
+                    self.send_error(p, ErrorType::Generic, &rule.to_string());
+                }
+                return Err(invalid_close(rule));
+            }
+        };
+        let Some(p) = envelope.payload else {
+            return Ok(());
+        };
+        match kind {
+            Kind::Request => self.on_request(p),
+            Kind::Response => {
+                let (ack, svc, rpc) = (p.ack, p.svc_id, p.rpc_id);
+                let answer = Ok(p.into_body());
+                match self.inner.pending.resolve(ack, svc, rpc, answer) {
+                    Resolved::Delivered => {}
+                    Resolved::Stray => {
+                        log::debug!(
+                            "{label}: dropping a response to seq {ack}: no call waits for it"
+                        )
+                    }
+                    Resolved::Mismatched => {
+                        log::warn!(
+                            "{label}: response to seq {ack} names another rpc ({svc}, {rpc})"
+                        )
+                    }
+                }
+            }
+            Kind::Error => {
+                let e = p.error.unwrap_or_default();
+                let etype = ErrorType::try_from(e.etype).unwrap_or(ErrorType::Unspecified);
+                let err = WrpcError::Remote {
+                    etype,
+                    description: e.description,
+                };
+                // ERRORs may not echo the ids faithfully; match on ack alone.
+                if self.inner.pending.resolve_any(p.ack, Err(err)) == Resolved::Stray {
+                    log::debug!(
+                        "{label}: dropping an ERROR for seq {}: no call waits",
+                        p.ack
+                    );
+                }
+            }
+            Kind::StreamBegin => self.on_stream_begin(p),
+            Kind::StreamMessage => {
+                if !self.inner.streams.deliver(p.stream_id, p.into_body()) {
+                    log::debug!("{label}: dropping a message of unknown stream");
+                }
+            }
+            Kind::StreamEnd => {
+                self.inner.streams.end(p.stream_id);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_request(&self, p: PayloadV1) {
+        if is_past(p.deadline) {
+            self.send_error(&p, ErrorType::Generic, "deadline exceeded");
+            return;
+        }
+        let handler = match self.inner.services.lookup(p.svc_id, p.rpc_id) {
+            Lookup::UnknownService => {
+                let text = format!("unknown service {}", p.svc_id);
+                return self.send_error(&p, ErrorType::InvalidService, &text);
+            }
+            Lookup::UnknownRpc | Lookup::Found(Entry::Stream(_)) => {
+                let text = format!("unknown rpc {} of service {}", p.rpc_id, p.svc_id);
+                return self.send_error(&p, ErrorType::InvalidRpc, &text);
+            }
+            Lookup::Found(Entry::Unary(handler)) => handler,
+        };
+        let peer = self.clone();
+        let (svc, rpc, seq, deadline) = (p.svc_id, p.rpc_id, p.seq, p.deadline);
+        let job = Box::new(move || {
+            if is_past(deadline) {
+                return peer.send_error(&p, ErrorType::Generic, "deadline exceeded");
+            }
+            let ctx = Context {
+                peer: peer.clone(),
+                seq,
+                deadline,
+                svc_id: svc,
+                rpc_id: rpc,
+            };
+            let result = catch_unwind(AssertUnwindSafe(|| handler(&ctx, p.body())));
+            match result {
+                Ok(Ok(body)) => {
+                    let resp = PayloadV1::response(svc, rpc, peer.next_seq(), seq, body);
+                    if let Err(e) = peer.send_envelope(&resp) {
+                        log::debug!("{}: could not send a response: {e}", peer.label());
+                        if let WrpcError::TooLarge { .. } = e {
+                            peer.send_error(&p, ErrorType::Generic, &e.to_string());
+                        }
+                    }
+                }
+                Ok(Err(e)) => peer.send_error(&p, ErrorType::Generic, &e.0),
+                Err(_) => {
+                    log::error!("{}: handler for ({svc}, {rpc}) panicked", peer.label());
+                    peer.send_error(&p, ErrorType::Generic, "handler panicked");
+                }
+            }
+        });
+        if self.inner.pool.try_submit(job).is_err() {
+            log::warn!(
+                "{}: worker queue full; answering seq {seq} overloaded",
+                self.label()
+            );
+            let text = "overloaded: the worker queue is full, retry later";
+            self.send_error_ids(svc, rpc, seq, ErrorType::Generic, text);
+        }
+    }
+
+    fn send_error_ids(&self, svc: u32, rpc: u32, ack: u32, etype: ErrorType, text: &str) {
+        let msg = PayloadV1::error(svc, rpc, self.next_seq(), ack, etype, text);
+        let _ = self.send_envelope(&msg);
+    }
+
+    fn on_stream_begin(&self, p: PayloadV1) {
+        let handler = match self.inner.services.lookup(p.svc_id, p.rpc_id) {
+            Lookup::Found(Entry::Stream(handler)) => handler,
+            Lookup::UnknownService => {
+                return self.send_error(&p, ErrorType::InvalidService, "unknown service");
+            }
+            _ => return self.send_error(&p, ErrorType::InvalidRpc, "no stream handler"),
+        };
+        let stream = self.inner.streams.begin(p.stream_id);
+        let ctx = Context {
+            peer: self.clone(),
+            seq: p.seq,
+            deadline: p.deadline,
+            svc_id: p.svc_id,
+            rpc_id: p.rpc_id,
+        };
+        let job = Box::new(move || handler(&ctx, stream));
+        if self.inner.pool.try_submit(job).is_err() {
+            self.inner.streams.end(p.stream_id);
+            self.send_error(
+                &p,
+                ErrorType::Generic,
+                "overloaded: the worker queue is full",
+            );
+        }
+    }
+
+    fn label(&self) -> &str {
+        self.inner.channel.label()
+    }
+}
+
+fn invalid_close(rule: Rule) -> CloseRequest {
+    CloseRequest {
+        code: close_code::INVALID_PAYLOAD,
+        reason: rule.close_reason(),
+    }
+}
+
+struct PeerSink {
+    peer: Peer,
+}
+
+impl MessageSink for PeerSink {
+    fn on_message(&mut self, message: Vec<u8>) -> Result<(), CloseRequest> {
+        self.peer.dispatch(message)
+    }
+
+    fn on_end(&mut self, ended: &Ended) {
+        let inner = &self.peer.inner;
+        inner
+            .pending
+            .close(WrpcError::ConnectionClosed(ended.clone()));
+        inner.streams.end_all();
+        let hooks = lock(&inner.end_hooks).take().unwrap_or_default();
+        for hook in hooks {
+            hook(ended);
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Bookkeeping without I/O: the per-connection seq counter, the table of calls waiting
+//! for their answer, and deadline arithmetic.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Sender;
+
+use super::WrpcError;
+use crate::channel::lock;
+
+/// The seq counter of one connection: starts at 1, advances for every message sent
+/// (requests, responses, errors, stream messages), and skips 0 when it wraps.
+#[derive(Debug)]
+pub struct SeqCounter(AtomicU32);
+
+impl Default for SeqCounter {
+    fn default() -> Self {
+        SeqCounter(AtomicU32::new(1))
+    }
+}
+
+impl SeqCounter {
+    /// A counter whose first seq is `first` (0 is skipped); for tests of wrap-around.
+    pub fn starting_at(first: u32) -> SeqCounter {
+        SeqCounter(AtomicU32::new(first))
+    }
+
+    /// The next seq, never 0.
+    pub fn next(&self) -> u32 {
+        loop {
+            let seq = self.0.fetch_add(1, Ordering::Relaxed);
+            if seq != 0 {
+                return seq;
+            }
+        }
+    }
+}
+
+/// What a waiting caller receives: the response body, or why there is none.
+pub type Answer = Result<Vec<u8>, WrpcError>;
+
+struct Slot {
+    svc_id: u32,
+    rpc_id: u32,
+    tx: Sender<Answer>,
+}
+
+/// The calls of one connection that wait for an answer, by the seq of their request.
+#[derive(Default)]
+pub struct Pending {
+    inner: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    slots: HashMap<u32, Slot>,
+    /// Set once the connection has ended: new calls fail at once.
+    closed: Option<WrpcError>,
+}
+
+/// What happened to an answer handed to [`Pending::resolve`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resolved {
+    /// It reached its caller.
+    Delivered,
+    /// No call waits for this ack (it timed out, or never existed): drop it.
+    Stray,
+    /// A call waits for this ack but for another (service, rpc): the caller gets an error.
+    Mismatched,
+}
+
+impl Pending {
+    /// Registers a call; fails if the connection has already ended.
+    pub fn insert(
+        &self,
+        seq: u32,
+        svc_id: u32,
+        rpc_id: u32,
+        tx: Sender<Answer>,
+    ) -> Result<(), WrpcError> {
+        let mut t = lock(&self.inner);
+        if let Some(e) = &t.closed {
+            return Err(e.clone());
+        }
+        t.slots.insert(seq, Slot { svc_id, rpc_id, tx });
+        Ok(())
+    }
+
+    /// Forgets a call (its caller gave up).
+    pub fn remove(&self, seq: u32) {
+        lock(&self.inner).slots.remove(&seq);
+    }
+
+    /// Hands an answer to the call whose request had seq `ack`.
+    pub fn resolve(&self, ack: u32, svc_id: u32, rpc_id: u32, answer: Answer) -> Resolved {
+        let Some(slot) = lock(&self.inner).slots.remove(&ack) else {
+            return Resolved::Stray;
+        };
+        if slot.svc_id != svc_id || slot.rpc_id != rpc_id {
+            let _ = slot.tx.try_send(Err(WrpcError::Mismatch {
+                expected: (slot.svc_id, slot.rpc_id),
+                got: (svc_id, rpc_id),
+            }));
+            return Resolved::Mismatched;
+        }
+        let _ = slot.tx.try_send(answer);
+        Resolved::Delivered
+    }
+
+    /// Hands an answer to the call whose request had seq `ack`, whatever ids it names
+    /// (ERRORs do not always echo them faithfully).
+    pub fn resolve_any(&self, ack: u32, answer: Answer) -> Resolved {
+        let Some(slot) = lock(&self.inner).slots.remove(&ack) else {
+            return Resolved::Stray;
+        };
+        let _ = slot.tx.try_send(answer);
+        Resolved::Delivered
+    }
+
+    /// Fails every waiting call with `error` and every later one too.
+    pub fn close(&self, error: WrpcError) {
+        let slots = {
+            let mut t = lock(&self.inner);
+            t.closed = Some(error.clone());
+            std::mem::take(&mut t.slots)
+        };
+        for (_, slot) in slots {
+            let _ = slot.tx.try_send(Err(error.clone()));
+        }
+    }
+
+    /// How many calls wait.
+    pub fn len(&self) -> usize {
+        lock(&self.inner).slots.len()
+    }
+
+    /// Whether no call waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Now, in whole Unix seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The wire deadline for a call that gives up after `timeout`: whole Unix seconds, rounded
+/// up, at least 1 and at most `u32::MAX`.
+pub fn deadline_after(timeout: Duration) -> u32 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let at = now.saturating_add(timeout);
+    let secs = at.as_secs() + u64::from(at.subsec_nanos() > 0);
+    secs.clamp(1, u64::from(u32::MAX)) as u32
+}
+
+/// Whether a request with this wire deadline is already past it.
+pub fn is_past(deadline: u32) -> bool {
+    u64::from(deadline) < unix_now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seq_starts_at_one_and_skips_zero_on_wrap() {
+        assert_eq!(SeqCounter::default().next(), 1);
+        let c = SeqCounter::starting_at(u32::MAX);
+        assert_eq!(c.next(), u32::MAX);
+        assert_eq!(c.next(), 1);
+    }
+
+    #[test]
+    fn stray_and_mismatched_answers_are_told_apart() {
+        let p = Pending::default();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        p.insert(7, 1, 2, tx).unwrap();
+        assert_eq!(p.resolve(8, 1, 2, Ok(vec![])), Resolved::Stray);
+        assert_eq!(p.resolve(7, 1, 3, Ok(vec![])), Resolved::Mismatched);
+        assert!(matches!(
+            rx.recv().unwrap(),
+            Err(WrpcError::Mismatch { .. })
+        ));
+        assert_eq!(p.resolve(7, 1, 2, Ok(vec![])), Resolved::Stray);
+    }
+
+    #[test]
+    fn close_fails_waiting_and_later_calls() {
+        let p = Pending::default();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        p.insert(1, 1, 1, tx).unwrap();
+        p.close(WrpcError::Timeout { name: "x".into() });
+        assert!(rx.recv().unwrap().is_err());
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        assert!(p.insert(2, 1, 1, tx).is_err());
+    }
+
+    #[test]
+    fn deadline_is_whole_seconds_rounded_up() {
+        let d = deadline_after(Duration::from_millis(1500));
+        let now = unix_now();
+        assert!(u64::from(d) >= now + 1 && u64::from(d) <= now + 3);
+        assert!(is_past(1));
+        assert!(!is_past(d));
+    }
+}

@@ -1,0 +1,167 @@
+//! Streams (wRPC spec, "Stream flow"): STREAM_BEGIN, STREAM_MESSAGE and STREAM_END tied
+//! to an RPC by its service and rpc ids. Kong peers do not support them (Kong answers
+//! "Unsupported message type", go-wrpc closes the connection), so only services that
+//! declare a stream handler use them.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::envelope::PayloadV1;
+use super::peer::Peer;
+use super::{Rpc, WrpcError};
+use crate::channel::lock;
+
+/// Messages a stream may buffer before the reader waits for its handler (which pushes
+/// back on the peer through TCP, as the spec expects: there is no flow control in wRPC).
+pub const STREAM_BUFFER: usize = 1024;
+
+/// A stream the peer began: its messages in order, ending at STREAM_END or when the
+/// connection ends.
+#[derive(Debug)]
+pub struct InboundStream {
+    rx: Receiver<Vec<u8>>,
+    /// The stream's id (the seq of the peer's STREAM_BEGIN).
+    pub stream_id: u32,
+}
+
+impl InboundStream {
+    /// The next message's bytes, or `None` once the stream has ended.
+    pub fn recv(&self) -> Option<Vec<u8>> {
+        self.rx.recv().ok()
+    }
+
+    /// The next message decoded as `M`; `None` once the stream has ended.
+    pub fn recv_msg<M: prost::Message + Default>(&self) -> Option<Result<M, WrpcError>> {
+        self.recv().map(|b| {
+            M::decode(&b[..]).map_err(|e| WrpcError::Decode {
+                name: "stream message".into(),
+                message: e.to_string(),
+            })
+        })
+    }
+
+    /// Like [`recv`](Self::recv) but gives up at `deadline` (`Err(true)` on time-out,
+    /// `Err(false)` when the stream ended).
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<Vec<u8>, bool> {
+        self.rx
+            .recv_deadline(deadline)
+            .map_err(|e| matches!(e, RecvTimeoutError::Timeout))
+    }
+}
+
+impl Iterator for InboundStream {
+    type Item = Vec<u8>;
+    fn next(&mut self) -> Option<Vec<u8>> {
+        self.recv()
+    }
+}
+
+/// A stream this end began with [`Peer::open_stream`]; STREAM_END is sent by
+/// [`finish`](Self::finish) or on drop.
+#[derive(Debug)]
+pub struct OutboundStream {
+    peer: Peer,
+    svc_id: u32,
+    rpc_id: u32,
+    stream_id: u32,
+    finished: bool,
+}
+
+impl OutboundStream {
+    pub(crate) fn begin<R: Rpc>(peer: Peer) -> Result<OutboundStream, WrpcError> {
+        let seq = peer.next_seq();
+        peer.send_envelope(&PayloadV1::stream_begin(R::SERVICE_ID, R::RPC_ID, seq))?;
+        Ok(OutboundStream {
+            peer,
+            svc_id: R::SERVICE_ID,
+            rpc_id: R::RPC_ID,
+            stream_id: seq,
+            finished: false,
+        })
+    }
+
+    /// The stream's id (the seq of our STREAM_BEGIN).
+    pub fn stream_id(&self) -> u32 {
+        self.stream_id
+    }
+
+    /// Sends one message on the stream.
+    pub fn send(&self, message: &impl prost::Message) -> Result<(), WrpcError> {
+        self.send_raw(message.encode_to_vec())
+    }
+
+    /// Sends one already-encoded message on the stream.
+    pub fn send_raw(&self, body: Vec<u8>) -> Result<(), WrpcError> {
+        let seq = self.peer.next_seq();
+        let msg = PayloadV1::stream_message(self.svc_id, self.rpc_id, seq, self.stream_id, body);
+        self.peer.send_envelope(&msg)
+    }
+
+    /// Ends the stream.
+    pub fn finish(mut self) -> Result<(), WrpcError> {
+        self.end()
+    }
+
+    fn end(&mut self) -> Result<(), WrpcError> {
+        if self.finished {
+            return Ok(());
+        }
+        self.finished = true;
+        let seq = self.peer.next_seq();
+        self.peer.send_envelope(&PayloadV1::stream_end(
+            self.svc_id,
+            self.rpc_id,
+            seq,
+            self.stream_id,
+        ))
+    }
+}
+
+impl Drop for OutboundStream {
+    fn drop(&mut self) {
+        let _ = self.end();
+    }
+}
+
+/// The streams the peer has begun on one connection.
+#[derive(Default)]
+pub(crate) struct Streams {
+    open: Mutex<HashMap<u32, Sender<Vec<u8>>>>,
+}
+
+impl Streams {
+    /// Opens a stream and returns its receiving end.
+    pub(crate) fn begin(&self, stream_id: u32) -> InboundStream {
+        let (tx, rx) = crossbeam_channel::bounded(STREAM_BUFFER);
+        lock(&self.open).insert(stream_id, tx);
+        InboundStream { rx, stream_id }
+    }
+
+    /// Delivers a message; false when no such stream is open (the message is dropped).
+    pub(crate) fn deliver(&self, stream_id: u32, body: Vec<u8>) -> bool {
+        let tx = lock(&self.open).get(&stream_id).cloned();
+        match tx {
+            Some(tx) => {
+                if tx.send(body).is_err() {
+                    // The handler stopped listening: forget the stream.
+                    lock(&self.open).remove(&stream_id);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends one stream; false if it was not open.
+    pub(crate) fn end(&self, stream_id: u32) -> bool {
+        lock(&self.open).remove(&stream_id).is_some()
+    }
+
+    /// Ends every stream (the connection ended).
+    pub(crate) fn end_all(&self) {
+        lock(&self.open).clear();
+    }
+}

@@ -1,19 +1,53 @@
-//! Declarative config: Kong's hash, gzip and JSON intake (placeholder: filled in by its owner).
+//! The declarative config as it travels in SyncConfig: Kong's config hash ([`hash`]), and
+//! the gzip and JSON intake with size limits ([`codec`]).
+//!
+//! The control plane encodes a config once ([`codec::EncodedConfig`]) and sends the same
+//! bytes to every data plane; a data plane inflates under a cap
+//! ([`codec::DEFAULT_MAX_INFLATED`]) so a gzip bomb costs it at most that much memory.
 
 use std::fmt;
 
-/// Errors of this layer.
-#[derive(Debug)]
+pub mod codec;
+pub mod hash;
+
+pub use codec::{decode, gzip, inflate, parse_object, EncodedConfig, DEFAULT_MAX_INFLATED};
+pub use hash::{config_hashes, hash_value, Hashes, EMPTY_HASH};
+
+/// Why a config could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// Placeholder.
-    Other(String),
+    /// The inflated config is larger than the limit (in bytes); inflating stopped there.
+    TooLarge {
+        /// The limit that was passed.
+        limit: usize,
+    },
+    /// The data is neither gzip nor zlib.
+    NotCompressed,
+    /// The compressed data is corrupt or truncated; holds the decoder's message.
+    Inflate(String),
+    /// The config is not valid JSON; holds the parser's message.
+    Json(String),
+    /// The JSON is valid but not an object; holds what it is instead (e.g. `an array`).
+    NotAnObject(&'static str),
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::Other(s) => f.write_str(s),
+            ConfigError::TooLarge { limit } => write!(
+                f,
+                "the inflated config exceeds the limit of {limit} bytes; \
+                 raise the limit if the config is legitimately this large"
+            ),
+            ConfigError::NotCompressed => {
+                f.write_str("the config is neither gzip nor zlib compressed")
+            }
+            ConfigError::Inflate(e) => write!(f, "the compressed config is corrupt: {e}"),
+            ConfigError::Json(e) => write!(f, "the config is not valid JSON: {e}"),
+            ConfigError::NotAnObject(what) => {
+                write!(f, "the config must be a JSON object, got {what}")
+            }
         }
     }
 }

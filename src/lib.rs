@@ -23,6 +23,7 @@ pub mod config;
 mod error;
 pub mod http;
 pub mod proxy;
+pub mod random;
 pub mod services;
 pub mod tcp;
 pub mod tls;

@@ -1,63 +1,112 @@
-//! TLS with rustls and ring (placeholder API: filled in by its owner).
+//! TLS with rustls and the ring provider: Kong's trust modes on the DP side, certificate
+//! and client authentication on the CP side, and handshakes driven on blocking sockets.
+//!
+//! Only TLS 1.2 and 1.3 are enabled, and the ring provider is always passed explicitly,
+//! so another crypto provider in the same process never changes what we do.
+//!
+//! | Kong setting | DP side ([`TrustMode`]) | CP side ([`ClientAuth`]) |
+//! |---|---|---|
+//! | `cluster_mtls = shared` | [`TrustMode::Pinned`] + the same [`Identity`] | [`ClientAuth::Shared`] |
+//! | `cluster_mtls = pki` | [`TrustMode::CaBundle`] (or [`TrustMode::WebPki`]) + its own [`Identity`] | [`ClientAuth::Pki`] |
 
-use std::fmt;
+use std::io::{self, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
+
+use rustls::{ConnectionCommon, Side, SideData};
+use rustls_pki_types::CertificateDer;
 
 mod client;
+mod error;
+mod pem;
 mod server;
+mod validity;
+mod verify;
 
 pub use client::{ClientTls, TrustMode};
-pub use server::{ClientAuth, ServerTls};
+pub use error::{Peer, TlsError};
+pub use pem::Identity;
+pub use server::{peer_certificate, ClientAuth, ServerTls};
 
 /// The server name Kong uses in shared mode for SNI and verification.
 pub const KONG_SERVER_NAME: &str = "kong_clustering";
 
-/// Errors of the TLS layer.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum TlsError {
-    /// Placeholder.
-    Other(String),
+/// The ring provider; every configuration gets it explicitly.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
-impl fmt::Display for TlsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TlsError::Other(s) => f.write_str(s),
+/// The protocol versions we speak.
+const VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// Runs a client handshake to completion on a blocking socket.
+///
+/// The caller sets the socket's read and write timeouts; running out of time gives
+/// [`TlsError::Timeout`]. With TLS 1.3 the server checks our client certificate after we
+/// have sent our last handshake message, so its refusal can also show up on the first
+/// read afterwards (map it with [`TlsError::from_rustls`]).
+pub fn client_handshake(
+    conn: &mut rustls::ClientConnection,
+    sock: &mut TcpStream,
+) -> Result<(), TlsError> {
+    drive(&mut **conn, sock, Side::Client)
+}
+
+/// Runs a server handshake to completion on a blocking socket.
+///
+/// A refused client certificate ends the handshake with a TLS alert sent to the client,
+/// before any HTTP byte is read.
+pub fn server_handshake(
+    conn: &mut rustls::ServerConnection,
+    sock: &mut TcpStream,
+) -> Result<(), TlsError> {
+    drive(&mut **conn, sock, Side::Server)
+}
+
+fn drive<D: SideData>(
+    conn: &mut ConnectionCommon<D>,
+    sock: &mut TcpStream,
+    side: Side,
+) -> Result<(), TlsError> {
+    loop {
+        flush(conn, sock)?;
+        if !conn.is_handshaking() {
+            return Ok(());
+        }
+        let n = match conn.read_tls(sock) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(TlsError::from_io(e)),
+        };
+        if n == 0 {
+            return Err(TlsError::Closed);
+        }
+        if let Err(e) = conn.process_new_packets() {
+            // Send the alert rustls queued, so the peer learns why; ignore failures, the
+            // handshake error is what matters.
+            let _ = flush(conn, sock);
+            let err = TlsError::from_rustls(e, side);
+            log::debug!("TLS handshake failed: {err}");
+            return Err(err);
         }
     }
 }
 
-impl std::error::Error for TlsError {}
-
-/// A certificate chain and its private key, for a server or for a client (mTLS).
-#[derive(Debug)]
-pub struct Identity {
-    /// The chain, leaf first.
-    pub chain: Vec<rustls_pki_types::CertificateDer<'static>>,
-    /// The private key of the leaf.
-    pub key: rustls_pki_types::PrivateKeyDer<'static>,
-}
-
-impl Identity {
-    /// Reads a chain and a key from PEM text.
-    pub fn from_pem(_cert_pem: &[u8], _key_pem: &[u8]) -> Result<Identity, TlsError> {
-        todo!()
+fn flush<D: SideData>(
+    conn: &mut ConnectionCommon<D>,
+    sock: &mut TcpStream,
+) -> Result<(), TlsError> {
+    while conn.wants_write() {
+        match conn.write_tls(sock) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(TlsError::from_io(e)),
+        }
     }
+    sock.flush().map_err(TlsError::from_io)
 }
 
-/// Runs a client handshake to completion on a blocking socket.
-pub fn client_handshake(
-    _conn: &mut rustls::ClientConnection,
-    _sock: &mut TcpStream,
-) -> Result<(), TlsError> {
-    todo!()
-}
-
-/// Runs a server handshake to completion on a blocking socket.
-pub fn server_handshake(
-    _conn: &mut rustls::ServerConnection,
-    _sock: &mut TcpStream,
-) -> Result<(), TlsError> {
-    todo!()
+fn owned(c: &CertificateDer<'_>) -> CertificateDer<'static> {
+    c.clone().into_owned()
 }

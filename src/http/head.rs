@@ -391,9 +391,8 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// Whether `s` may be written as a header name: a non-empty HTTP token.
 pub fn valid_header_name(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Whether `v` may be written as a header value: no control characters but tab.
@@ -443,7 +442,8 @@ mod tests {
         }
     }
 
-    const UPGRADE: &[u8] = b"GET /v1/wrpc?node_id=abc&node_hostname=h1&node_version=3.1.0 HTTP/1.1\r\n\
+    const UPGRADE: &[u8] =
+        b"GET /v1/wrpc?node_id=abc&node_hostname=h1&node_version=3.1.0 HTTP/1.1\r\n\
         Host: cp:8005\r\nUpgrade: websocket\r\nCONNECTION: Upgrade\r\n\r\n";
 
     #[test]
@@ -479,8 +479,9 @@ mod tests {
 
     #[test]
     fn query_pairs_of_odd_queries() {
-        let mut head =
-            read_request_head(&mut Cursor::new(UPGRADE), &HttpLimits::default()).unwrap().0;
+        let mut head = read_request_head(&mut Cursor::new(UPGRADE), &HttpLimits::default())
+            .unwrap()
+            .0;
         head.target = "/p?a&&b=1=2&=x".into();
         assert_eq!(head.query_pairs(), vec![("a", ""), ("b", "1=2"), ("", "x")]);
         head.target = "/p".into();
@@ -493,8 +494,7 @@ mod tests {
     fn head_split_across_one_byte_reads_keeps_leftover() {
         let mut bytes = UPGRADE.to_vec();
         bytes.extend_from_slice(b"\x82\x05hello");
-        let (head, rest) =
-            read_request_head(&mut Trickle(&bytes), &HttpLimits::default()).unwrap();
+        let (head, rest) = read_request_head(&mut Trickle(&bytes), &HttpLimits::default()).unwrap();
         assert_eq!(head.path(), "/v1/wrpc");
         // A one-byte reader stops right at the head; what follows is still readable.
         assert!(rest.is_empty());
@@ -504,8 +504,8 @@ mod tests {
     fn bytes_after_the_head_in_the_same_read_are_returned() {
         let mut bytes = UPGRADE.to_vec();
         bytes.extend_from_slice(b"\x82\x05hello");
-        let (_, rest) = read_request_head(&mut Cursor::new(&bytes), &HttpLimits::default())
-            .unwrap();
+        let (_, rest) =
+            read_request_head(&mut Cursor::new(&bytes), &HttpLimits::default()).unwrap();
         assert_eq!(rest, b"\x82\x05hello");
     }
 
@@ -560,9 +560,11 @@ mod tests {
         let mut bytes = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
         bytes.extend(std::iter::repeat_n(b'a', 20 * 1024));
         bytes.extend_from_slice(b"\r\n\r\n");
-        let err = read_request_head(&mut Cursor::new(&bytes), &HttpLimits::default())
-            .unwrap_err();
-        assert!(matches!(err, HeadError::TooLarge { limit: 16384 }), "{err:?}");
+        let err = read_request_head(&mut Cursor::new(&bytes), &HttpLimits::default()).unwrap_err();
+        assert!(
+            matches!(err, HeadError::TooLarge { limit: 16384 }),
+            "{err:?}"
+        );
         assert_eq!(err.status(), Some(431));
     }
 
@@ -583,9 +585,11 @@ mod tests {
             bytes.extend_from_slice(format!("x-h{i}: v\r\n").as_bytes());
         }
         bytes.extend_from_slice(b"\r\n");
-        let err = read_request_head(&mut Cursor::new(&bytes), &HttpLimits::default())
-            .unwrap_err();
-        assert!(matches!(err, HeadError::TooManyHeaders { limit: 64 }), "{err:?}");
+        let err = read_request_head(&mut Cursor::new(&bytes), &HttpLimits::default()).unwrap_err();
+        assert!(
+            matches!(err, HeadError::TooManyHeaders { limit: 64 }),
+            "{err:?}"
+        );
         assert_eq!(err.status(), Some(431));
     }
 
@@ -627,12 +631,14 @@ mod tests {
 
     #[test]
     fn eof_before_and_inside_a_head() {
-        let err =
-            read_request_head(&mut Cursor::new(b""), &HttpLimits::default()).unwrap_err();
+        let err = read_request_head(&mut Cursor::new(b""), &HttpLimits::default()).unwrap_err();
         assert!(matches!(err, HeadError::Eof { received: 0 }), "{err:?}");
         assert_eq!(err.status(), None);
-        let err = read_request_head(&mut Cursor::new(b"GET / HTTP/1.1\r\nHo"), &HttpLimits::default())
-            .unwrap_err();
+        let err = read_request_head(
+            &mut Cursor::new(b"GET / HTTP/1.1\r\nHo"),
+            &HttpLimits::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, HeadError::Eof { received: 18 }), "{err:?}");
         let err = read_request_head(
             &mut ThenFail(b"GET /", io::ErrorKind::UnexpectedEof),

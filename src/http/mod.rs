@@ -18,7 +18,9 @@ pub use client::{dial, request, DialOptions, Dialed};
 pub use head::{
     read_request_head, read_response_head, HeadError, HttpLimits, RequestHead, ResponseHead,
 };
-pub use server::{HttpHandler, Listener, Request, Response, ServerConfig, UpgradeHandler, Upgraded};
+pub use server::{
+    HttpHandler, Listener, Request, Response, ServerConfig, UpgradeHandler, Upgraded,
+};
 
 /// Errors of the HTTP layer.
 #[derive(Debug)]
@@ -173,6 +175,18 @@ fn read_body(
     }
 }
 
+/// Moves the plaintext a TLS session has already decrypted into `out`, so that a caller
+/// handed the session and the socket can start by reading the socket.
+fn drain_plaintext<D>(conn: &mut rustls::ConnectionCommon<D>, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match io::Read::read(&mut conn.reader(), &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
 fn read_exact(r: &mut impl io::Read, mut buf: &mut [u8]) -> Result<(), HttpError> {
     while !buf.is_empty() {
         match r.read(buf) {
@@ -208,7 +222,11 @@ mod tests {
             BodyLength::Exactly(12)
         );
         assert_eq!(
-            body_length(&headers(&[("content-length", "3"), ("Content-Length", "3")])).unwrap(),
+            body_length(&headers(&[
+                ("content-length", "3"),
+                ("Content-Length", "3")
+            ]))
+            .unwrap(),
             BodyLength::Exactly(3)
         );
         assert_eq!(body_length(&headers(&[])).unwrap(), BodyLength::Unspecified);
@@ -268,7 +286,12 @@ mod tests {
             Err(HttpError::BodyTooLarge { limit: 100 })
         ));
         assert!(matches!(
-            read_body(&mut Cursor::new(vec![0u8; 200]), vec![], BodyLength::Unspecified, 100),
+            read_body(
+                &mut Cursor::new(vec![0u8; 200]),
+                vec![],
+                BodyLength::Unspecified,
+                100
+            ),
             Err(HttpError::BodyTooLarge { limit: 100 })
         ));
         assert!(matches!(

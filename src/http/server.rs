@@ -20,7 +20,7 @@ use rustls_pki_types::CertificateDer;
 
 use super::head::{read_request_head, HttpLimits, RequestHead};
 use super::timed::{set_timeouts, Timed};
-use super::{body_length, read_body, BodyLength, HttpError};
+use super::{body_length, drain_plaintext, read_body, BodyLength, HttpError};
 use crate::tls::{self, ServerTls};
 use crate::upgrade::{
     self, accept_response, check_request, rejection_response, NodeIdentity, Rejection,
@@ -163,9 +163,7 @@ impl ServerConfig {
 
     fn check(&self) -> Result<(), HttpError> {
         let bad = |s: String| Err(HttpError::InvalidConfig(s));
-        if self.node_id.is_empty()
-            || !super::head::valid_header_value(self.node_id.as_bytes())
-        {
+        if self.node_id.is_empty() || !super::head::valid_header_value(self.node_id.as_bytes()) {
             return bad(format!(
                 "node_id {:?} must be non-empty, with no control characters",
                 self.node_id
@@ -307,7 +305,9 @@ impl Listener {
             a => a,
         };
         if let Err(e) = TcpStream::connect_timeout(&wake, Duration::from_secs(2)) {
-            log::warn!("could not wake the accept thread on {wake}: {e}; it ends at the next connection");
+            log::warn!(
+                "could not wake the accept thread on {wake}: {e}; it ends at the next connection"
+            );
         }
         if accept.join().is_err() {
             log::error!("the accept thread panicked");
@@ -380,7 +380,9 @@ fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
             Err(e) => {
                 // EMFILE, ENFILE, ENOBUFS...: never end the loop; say so once per episode.
                 if !failing {
-                    log::warn!("accepting a connection failed: {e}; retrying every {ACCEPT_BACKOFF:?}");
+                    log::warn!(
+                        "accepting a connection failed: {e}; retrying every {ACCEPT_BACKOFF:?}"
+                    );
                     failing = true;
                 }
                 thread::sleep(ACCEPT_BACKOFF);
@@ -511,7 +513,11 @@ fn serve(inner: &Inner, id: u64, mut sock: TcpStream, peer: SocketAddr) {
     } else {
         log::info!("answering 404 to {peer}: {} {}", head.method, head.target);
         let rej = Rejection::new(404, format!("no endpoint at {path}"));
-        send_and_close(inner, stream, &rejection_response(&rej, &cfg.node_id, with_body));
+        send_and_close(
+            inner,
+            stream,
+            &rejection_response(&rej, &cfg.node_id, with_body),
+        );
     }
 }
 
@@ -529,7 +535,11 @@ fn serve_upgrade(
         Ok(req) => req,
         Err(rej) => {
             log::info!("refusing the upgrade from {peer}: {rej}");
-            send_and_close(inner, stream, &rejection_response(&rej, &cfg.node_id, with_body));
+            send_and_close(
+                inner,
+                stream,
+                &rejection_response(&rej, &cfg.node_id, with_body),
+            );
             return;
         }
     };
@@ -583,35 +593,6 @@ fn serve_upgrade(
     });
 }
 
-/// Moves plaintext the session already decrypted into `out`.
-pub(crate) fn drain_plaintext(conn: &mut impl ReaderConn, out: &mut Vec<u8>) {
-    let mut buf = [0u8; 4096];
-    loop {
-        match conn.read_plain(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
-/// A TLS connection whose decrypted plaintext can be read without touching the socket.
-pub(crate) trait ReaderConn {
-    /// Reads buffered plaintext: `WouldBlock` when there is none.
-    fn read_plain(&mut self, buf: &mut [u8]) -> io::Result<usize>;
-}
-
-impl ReaderConn for rustls::ServerConnection {
-    fn read_plain(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.reader().read(buf)
-    }
-}
-
-impl ReaderConn for rustls::ClientConnection {
-    fn read_plain(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.reader().read(buf)
-    }
-}
-
 fn serve_plain(
     inner: &Inner,
     mut stream: Stream,
@@ -625,7 +606,11 @@ fn serve_plain(
     let reject = |stream: Stream, status: u16, reason: String| {
         log::info!("answering {status} to {peer}: {reason}");
         let rej = Rejection::new(status, reason);
-        send_and_close(inner, stream, &rejection_response(&rej, &cfg.node_id, with_body));
+        send_and_close(
+            inner,
+            stream,
+            &rejection_response(&rej, &cfg.node_id, with_body),
+        );
     };
     let len = match body_length(&head.headers) {
         Ok(BodyLength::Exactly(n)) => n,
@@ -670,7 +655,12 @@ fn serve_plain(
             Response::new(500, "the handler failed\n")
         }
     };
-    log::debug!("{peer} {} {} -> {}", req.head.method, req.head.target, resp.status);
+    log::debug!(
+        "{peer} {} {} -> {}",
+        req.head.method,
+        req.head.target,
+        resp.status
+    );
     let bytes = upgrade::response_bytes(
         resp.status,
         &resp.headers,

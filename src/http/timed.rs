@@ -36,7 +36,8 @@ pub(crate) struct Timed {
 
 impl Read for Timed {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.sock.set_read_timeout(Some(time_left(self.deadline)?))?;
+        self.sock
+            .set_read_timeout(Some(time_left(self.deadline)?))?;
         self.sock.read(buf)
     }
 }

@@ -822,7 +822,8 @@ mod tests {
     fn response_checks() {
         let req = check_request(&parse_req(&good_request())).unwrap();
         let good = String::from_utf8(accept_response(&req, "cp-1")).unwrap();
-        let cases: [(&str, &str, fn(&UpgradeError) -> bool); 5] = [
+        type Case = (&'static str, &'static str, fn(&UpgradeError) -> bool);
+        let cases: [Case; 5] = [
             (
                 "Upgrade: websocket\r\n",
                 "",

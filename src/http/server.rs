@@ -133,8 +133,10 @@ pub struct ServerConfig {
     pub wrpc_path: String,
     /// More paths that take the same upgrade. Default none.
     pub extra_wrpc_paths: Vec<String>,
-    /// The write timeout of the TLS handshake's successor phases: writing a response, and
-    /// the socket handed over after an upgrade. Default 10 s. `None`: no timeout.
+    /// How long writing a response may take, and the write timeout left on the socket
+    /// of an [`Upgraded`] connection, so a DP that stops reading cannot block a writer
+    /// forever. Default 10 s. `None`: no timeout on the upgraded socket (responses still
+    /// get 10 s).
     pub write_timeout: Option<Duration>,
     /// The stack size of each connection thread, which also runs
     /// [`UpgradeHandler::upgraded`]. Default 256 KiB.

@@ -225,7 +225,18 @@ impl TlsError {
         }
     }
 
-    /// Maps an I/O error from a read or a write during or after a handshake.
+    /// Maps an I/O error from a `rustls::Stream` or `StreamOwned` read or write: a rustls
+    /// error wrapped in it (kind `InvalidData`) maps as in [`TlsError::from_rustls`], the
+    /// rest as in [`TlsError::from_io`].
+    pub fn from_stream_error(e: io::Error, ours: Side) -> TlsError {
+        match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            Some(r) => TlsError::from_rustls(r.clone(), ours),
+            None => TlsError::from_io(e),
+        }
+    }
+
+    /// Maps a socket I/O error: timeouts (`WouldBlock`, `TimedOut`) to
+    /// [`TlsError::Timeout`], an early end of stream to [`TlsError::Closed`].
     pub fn from_io(e: io::Error) -> TlsError {
         match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => TlsError::Timeout,
@@ -247,7 +258,7 @@ fn from_cert_error(c: CertificateError, peer: Peer) -> TlsError {
             presented,
         } => TlsError::NameMismatch {
             expected: expected.to_str().into_owned(),
-            presented,
+            presented: presented.iter().map(|p| bare_name(p)).collect(),
         },
         e @ (CertificateError::Expired | CertificateError::ExpiredContext { .. }) => {
             TlsError::Expired {
@@ -268,6 +279,14 @@ fn from_cert_error(c: CertificateError, peer: Peer) -> TlsError {
             peer,
             detail: other.to_string(),
         },
+    }
+}
+
+/// rustls presents names as `DnsName("x")` or `IpAddress(x)`: keep the `x`.
+fn bare_name(p: &str) -> String {
+    match (p.find('('), p.strip_suffix(')')) {
+        (Some(open), Some(inner)) => inner[open + 1..].trim_matches('"').to_string(),
+        _ => p.to_string(),
     }
 }
 
@@ -333,6 +352,30 @@ mod tests {
             Side::Client,
         );
         assert!(matches!(v, TlsError::ProtocolVersion(_)));
+    }
+
+    #[test]
+    fn stream_errors_unwrap_rustls_errors() {
+        let wrapped = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(AlertDescription::CertificateRequired),
+        );
+        assert!(matches!(
+            TlsError::from_stream_error(wrapped, Side::Client),
+            TlsError::ClientCertMissing
+        ));
+        let plain = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert!(matches!(
+            TlsError::from_stream_error(plain, Side::Client),
+            TlsError::Io(_)
+        ));
+    }
+
+    #[test]
+    fn presented_names_are_bare() {
+        assert_eq!(bare_name("DnsName(\"cp.example\")"), "cp.example");
+        assert_eq!(bare_name("IpAddress(10.0.0.1)"), "10.0.0.1");
+        assert_eq!(bare_name("odd"), "odd");
     }
 
     #[test]

@@ -51,6 +51,7 @@ impl Identity {
             certs_from_pem(cert_pem, "certificate PEM")?,
             key_from_pem(key_pem, "private key PEM")?,
             "certificate PEM",
+            "private key PEM",
         )
     }
 
@@ -65,6 +66,7 @@ impl Identity {
             certs_from_pem(&cert_pem, &cert_what)?,
             key_from_pem(&key_pem, &key_what)?,
             &cert_what,
+            &key_what,
         )
     }
 
@@ -72,10 +74,11 @@ impl Identity {
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
         cert_what: &str,
+        key_what: &str,
     ) -> Result<Identity, TlsError> {
         let signer =
             rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| TlsError::Pem {
-                what: "private key".into(),
+                what: key_what.to_string(),
                 reason: format!("unsupported or malformed key: {e}"),
             })?;
         rustls::sign::CertifiedKey::new(chain.clone(), signer)

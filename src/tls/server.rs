@@ -27,7 +27,9 @@ pub enum ClientAuth {
     Pki(Vec<CertificateDer<'static>>),
     /// The client certificate must equal this one (Kong's `cluster_mtls = shared`: Kong
     /// compares SHA-256 digests, which is the same test). `None` pins the server's own
-    /// leaf certificate, as Kong does. No CA names are offered to the client.
+    /// leaf certificate, as Kong does. The certificate must also be within its validity
+    /// window; the handshake signature proves the client holds its key. No CA names are
+    /// offered to the client.
     Shared(Option<CertificateDer<'static>>),
 }
 

@@ -20,6 +20,8 @@
 
 pub mod channel;
 pub mod config;
+#[cfg(feature = "dp")]
+pub mod dp;
 mod error;
 pub mod http;
 pub mod proxy;
@@ -31,3 +33,6 @@ pub mod upgrade;
 pub mod wrpc;
 
 pub use error::{Error, Result};
+
+#[cfg(feature = "dp")]
+pub use dp::DataPlane;

@@ -57,11 +57,22 @@ pub fn read_config(dir: &Path) -> Result<Option<CachedConfig>, String> {
         .map_err(|e| format!("{} is corrupt ({e}); ignoring it", path.display()))?;
     let field = |name: &str| doc.get(name).and_then(Value::as_str).map(str::to_string);
     let hashes = doc.get("hashes").cloned().unwrap_or(Value::Null);
-    let hash_field = |name: &str| hashes.get(name).and_then(Value::as_str).unwrap_or("").to_string();
-    let (Some(version), Some(hash), Some(Value::Object(config))) =
-        (doc.get("version").and_then(Value::as_u64), field("hash"), doc.get("config").cloned())
-    else {
-        return Err(format!("{} lacks version, hash or config; ignoring it", path.display()));
+    let hash_field = |name: &str| {
+        hashes
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let (Some(version), Some(hash), Some(Value::Object(config))) = (
+        doc.get("version").and_then(Value::as_u64),
+        field("hash"),
+        doc.get("config").cloned(),
+    ) else {
+        return Err(format!(
+            "{} lacks version, hash or config; ignoring it",
+            path.display()
+        ));
     };
     Ok(Some(CachedConfig {
         version,
@@ -86,7 +97,10 @@ pub fn node_id(dir: &Path) -> std::io::Result<String> {
         if crate::random::is_uuid(id) {
             return Ok(id.to_string());
         }
-        log::warn!("{} does not hold a UUID; making a new node id", path.display());
+        log::warn!(
+            "{} does not hold a UUID; making a new node id",
+            path.display()
+        );
     }
     let id = crate::random::uuid_v4();
     write_atomically(dir, NODE_ID_FILE, id.as_bytes())?;
@@ -114,7 +128,8 @@ mod tests {
     use super::*;
 
     fn tmpdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("dpspec-cache-{name}-{}", crate::random::uuid_v4()));
+        let d =
+            std::env::temp_dir().join(format!("dpspec-cache-{name}-{}", crate::random::uuid_v4()));
         fs::create_dir_all(&d).unwrap();
         d
     }

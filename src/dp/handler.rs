@@ -42,5 +42,9 @@ where
 
 /// A [`SyncConfigError`] for entity `entity` with id `id`.
 pub fn config_error(id: &str, entity: &str, err_type: ConfigErrorType) -> SyncConfigError {
-    SyncConfigError { id: id.to_string(), entity: entity.to_string(), err_type: err_type as i32 }
+    SyncConfigError {
+        id: id.to_string(),
+        entity: entity.to_string(),
+        err_type: err_type as i32,
+    }
 }

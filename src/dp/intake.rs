@@ -29,7 +29,10 @@ pub(crate) enum Outcome {
     /// Applied.
     Applied(Applied),
     /// Refused by the decoder or the handler; the applied config stays.
-    Rejected { version: u64, errors: Vec<SyncConfigError> },
+    Rejected {
+        version: u64,
+        errors: Vec<SyncConfigError>,
+    },
 }
 
 /// Applies configs one at a time for the whole data plane.
@@ -41,8 +44,17 @@ pub(crate) struct Intake {
 }
 
 impl Intake {
-    pub fn new(handler: Arc<dyn ConfigHandler>, max_inflated: usize, cache_dir: Option<PathBuf>) -> Intake {
-        Intake { handler, max_inflated, cache_dir, applied: Mutex::new(None) }
+    pub fn new(
+        handler: Arc<dyn ConfigHandler>,
+        max_inflated: usize,
+        cache_dir: Option<PathBuf>,
+    ) -> Intake {
+        Intake {
+            handler,
+            max_inflated,
+            cache_dir,
+            applied: Mutex::new(None),
+        }
     }
 
     /// The config in force.
@@ -74,7 +86,10 @@ impl Intake {
         let mut applied = lock(&self.applied);
         match self.handler.apply(&update) {
             Ok(()) => {
-                let a = Applied { version: cached.version, hash: cached.hash.clone() };
+                let a = Applied {
+                    version: cached.version,
+                    hash: cached.hash.clone(),
+                };
                 *applied = Some(a.clone());
                 log::info!("applied the cached config (hash {})", cached.hash);
                 Some(a)
@@ -88,13 +103,21 @@ impl Intake {
 
     /// Handles one SyncConfig. `last_version` is the newest version seen on the
     /// connection it came on.
-    pub fn sync(&self, last_version: &Mutex<u64>, req: SyncConfigRequest) -> (SyncConfigResponse, Outcome) {
+    pub fn sync(
+        &self,
+        last_version: &Mutex<u64>,
+        req: SyncConfigRequest,
+    ) -> (SyncConfigResponse, Outcome) {
         // One config at a time: a concurrent older push waits, then is ignored.
         let mut applied = lock(&self.applied);
         {
             let mut last = lock(last_version);
             if req.version <= *last {
-                log::info!("ignoring config version {} (already saw {})", req.version, *last);
+                log::info!(
+                    "ignoring config version {} (already saw {})",
+                    req.version,
+                    *last
+                );
                 return (accepted(), Outcome::Ignored);
             }
             *last = req.version;
@@ -102,8 +125,15 @@ impl Intake {
         let version = req.version;
         let reject = |problem: String| {
             log::warn!("rejecting config version {version}: {problem}");
-            let errors = vec![config_error("", &format!("config: {problem}"), ConfigErrorType::Validation)];
-            (rejected(errors.clone()), Outcome::Rejected { version, errors })
+            let errors = vec![config_error(
+                "",
+                &format!("config: {problem}"),
+                ConfigErrorType::Validation,
+            )];
+            (
+                rejected(errors.clone()),
+                Outcome::Rejected { version, errors },
+            )
         };
         let raw = match config::inflate(&req.config, self.max_inflated) {
             Ok(raw) => raw,
@@ -130,14 +160,28 @@ impl Intake {
             from_cache: false,
         };
         if let Err(errors) = self.handler.apply(&update) {
-            log::warn!("the handler rejected config version {version}: {} errors", errors.len());
-            return (rejected(errors.clone()), Outcome::Rejected { version, errors });
+            log::warn!(
+                "the handler rejected config version {version}: {} errors",
+                errors.len()
+            );
+            return (
+                rejected(errors.clone()),
+                Outcome::Rejected { version, errors },
+            );
         }
-        let a = Applied { version, hash: hash.clone() };
+        let a = Applied {
+            version,
+            hash: hash.clone(),
+        };
         *applied = Some(a.clone());
         drop(applied);
         if let Some(dir) = &self.cache_dir {
-            let cached = CachedConfig { version, hash, hashes, config: parsed };
+            let cached = CachedConfig {
+                version,
+                hash,
+                hashes,
+                config: parsed,
+            };
             if let Err(e) = cache::write_config(dir, &cached) {
                 log::warn!("could not write the config cache in {}: {e}", dir.display());
             }
@@ -155,8 +199,21 @@ fn hashes_of(req: &SyncConfigRequest, parsed: &Map<String, Value>) -> (String, H
         return (h.config.clone(), h);
     }
     let g = req.hashes.clone().unwrap_or_default();
-    let or_empty = |s: String| if s.is_empty() { config::EMPTY_HASH.to_string() } else { s };
-    let GranularHashes { config: _, routes, services, plugins, upstreams, targets } = g;
+    let or_empty = |s: String| {
+        if s.is_empty() {
+            config::EMPTY_HASH.to_string()
+        } else {
+            s
+        }
+    };
+    let GranularHashes {
+        config: _,
+        routes,
+        services,
+        plugins,
+        upstreams,
+        targets,
+    } = g;
     let hashes = Hashes {
         config: req.config_hash.clone(),
         routes: or_empty(routes),
@@ -169,11 +226,17 @@ fn hashes_of(req: &SyncConfigRequest, parsed: &Map<String, Value>) -> (String, H
 }
 
 fn accepted() -> SyncConfigResponse {
-    SyncConfigResponse { accepted: true, errors: Vec::new() }
+    SyncConfigResponse {
+        accepted: true,
+        errors: Vec::new(),
+    }
 }
 
 fn rejected(errors: Vec<SyncConfigError>) -> SyncConfigResponse {
-    SyncConfigResponse { accepted: false, errors }
+    SyncConfigResponse {
+        accepted: false,
+        errors,
+    }
 }
 
 #[cfg(test)]
@@ -183,7 +246,11 @@ mod tests {
     fn intake() -> Intake {
         let handler = |u: &ConfigUpdate<'_>| {
             if u.config.contains_key("bad") {
-                Err(vec![config_error("1", "services", ConfigErrorType::Validation)])
+                Err(vec![config_error(
+                    "1",
+                    "services",
+                    ConfigErrorType::Validation,
+                )])
             } else {
                 Ok(())
             }
@@ -192,14 +259,22 @@ mod tests {
     }
 
     fn req(version: u64, json: &str, hash: &str) -> SyncConfigRequest {
-        SyncConfigRequest { config: config::gzip(json.as_bytes()), version, config_hash: hash.into(), hashes: None }
+        SyncConfigRequest {
+            config: config::gzip(json.as_bytes()),
+            version,
+            config_hash: hash.into(),
+            hashes: None,
+        }
     }
 
     #[test]
     fn older_version_is_answered_but_ignored() {
         let i = intake();
         let last = Mutex::new(0);
-        assert!(matches!(i.sync(&last, req(2, "{}", &"a".repeat(32))).1, Outcome::Applied(_)));
+        assert!(matches!(
+            i.sync(&last, req(2, "{}", &"a".repeat(32))).1,
+            Outcome::Applied(_)
+        ));
         let (resp, outcome) = i.sync(&last, req(1, r#"{"x":1}"#, &"b".repeat(32)));
         assert!(resp.accepted);
         assert_eq!(outcome, Outcome::Ignored);
@@ -211,7 +286,10 @@ mod tests {
         let i = intake();
         let last = Mutex::new(0);
         i.sync(&last, req(1, "{}", &"a".repeat(32)));
-        assert_eq!(i.sync(&last, req(2, r#"{"bad":1}"#, &"a".repeat(32))).1, Outcome::Unchanged);
+        assert_eq!(
+            i.sync(&last, req(2, r#"{"bad":1}"#, &"a".repeat(32))).1,
+            Outcome::Unchanged
+        );
     }
 
     #[test]
@@ -230,7 +308,9 @@ mod tests {
         let i = intake();
         let last = Mutex::new(0);
         let (_, outcome) = i.sync(&last, req(1, "{}", ""));
-        let Outcome::Applied(a) = outcome else { panic!() };
+        let Outcome::Applied(a) = outcome else {
+            panic!()
+        };
         assert_eq!(a.hash, config::config_hashes(&Map::new()).config);
     }
 
@@ -240,7 +320,11 @@ mod tests {
         let last = Mutex::new(0);
         let (resp, _) = i.sync(&last, req(1, "{not json", ""));
         assert!(!resp.accepted);
-        assert!(resp.errors[0].entity.starts_with("config: "), "{:?}", resp.errors);
+        assert!(
+            resp.errors[0].entity.starts_with("config: "),
+            "{:?}",
+            resp.errors
+        );
         let (resp, _) = i.sync(&last, req(2, "[1,2]", ""));
         assert!(!resp.accepted);
     }

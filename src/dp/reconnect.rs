@@ -63,7 +63,10 @@ mod tests {
 
     #[test]
     fn backoff_grows_to_its_cap_with_jitter() {
-        let b = Reconnect::Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(2) };
+        let b = Reconnect::Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        };
         for _ in 0..100 {
             let first = b.delay(0);
             assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));

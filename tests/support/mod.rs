@@ -8,4 +8,7 @@ pub fn init_logs() {
     let _ = env_logger::builder().is_test(true).try_init();
 }
 pub mod echo;
+pub mod logs;
 pub mod pair;
+pub mod proxy;
+pub mod script_cp;

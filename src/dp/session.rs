@@ -1,0 +1,219 @@
+//! One connection to the CP, start to end: dial and upgrade, NegotiateServices,
+//! ReportMetadata, then PingCP at once and every interval while SyncConfig is served.
+
+use std::sync::{Arc, Mutex, Weak};
+
+use crossbeam_channel::{select, Receiver, Sender};
+
+use super::intake::Outcome;
+use super::{DpEvent, Shared};
+use crate::channel::{close_code, lock, Channel, ChannelConfig, Role};
+use crate::http::client::{dial, DialOptions};
+use crate::services::config::{
+    report_metadata_response, PingCPRequest, ReportMetadataRequest, SyncConfigRequest,
+};
+use crate::services::negotiation::{check_response, dp_request};
+use crate::services::{NegotiateServices, PingCP, ReportMetadata, SyncConfig};
+use crate::upgrade::NodeIdentity;
+use crate::wrpc::{Peer, PeerConfig, Services, WrpcError};
+
+/// How a session ended.
+pub(crate) struct SessionEnd {
+    /// Why; `None` when the data plane is shutting down.
+    pub reason: Option<String>,
+    /// Negotiation succeeded on this connection (resets the backoff).
+    pub negotiated: bool,
+}
+
+impl SessionEnd {
+    fn failed(reason: String, negotiated: bool) -> SessionEnd {
+        SessionEnd {
+            reason: Some(reason),
+            negotiated,
+        }
+    }
+}
+
+/// Runs one connection until it ends or `shutdown` is disconnected.
+pub(crate) fn run(shared: &Arc<Shared>, shutdown: &Receiver<()>) -> SessionEnd {
+    let s = &shared.settings;
+    let mut opts = DialOptions::new(
+        s.host.clone(),
+        s.port,
+        s.tls.clone(),
+        NodeIdentity::new(&s.node_id, &s.hostname, &s.version),
+    );
+    opts.server_name = s.server_name.clone();
+    opts.proxy = s.proxy.clone();
+    opts.connect_timeout = s.connect_timeout;
+    let dialed = match dial(&opts) {
+        Ok(d) => d,
+        Err(e) => {
+            return SessionEnd::failed(format!("connecting to {}:{}: {e}", s.host, s.port), false)
+        }
+    };
+    let cp_node_id = dialed
+        .response
+        .header_str("kong-node-id")
+        .map(str::to_string);
+    let cfg = ChannelConfig {
+        max_message_size: s.max_message_size,
+        label: format!("cp-{}:{}", s.host, s.port),
+        ..ChannelConfig::default()
+    };
+    let (channel, reader) = match Channel::new(
+        dialed.session,
+        dialed.sock,
+        dialed.leftover,
+        Role::Client,
+        cfg,
+    ) {
+        Ok(c) => c,
+        Err(e) => return SessionEnd::failed(format!("starting the channel: {e}"), false),
+    };
+    let (ping_now_tx, ping_now_rx) = crossbeam_channel::bounded::<()>(1);
+    let services = Services::new();
+    register_sync_config(&services, Arc::downgrade(shared), ping_now_tx);
+    let peer = Peer::new(
+        channel,
+        services,
+        shared.pool.clone(),
+        PeerConfig::default(),
+    );
+    let (ended_tx, ended_rx) = crossbeam_channel::bounded(1);
+    peer.on_end(move |e| {
+        let _ = ended_tx.try_send(e.to_string());
+    });
+    let reader = match peer.spawn(reader) {
+        Ok(handle) => handle,
+        Err(e) => return SessionEnd::failed(format!("starting the reader: {e}"), false),
+    };
+    *lock(&shared.current) = Some(peer.clone());
+    if shared.stopping() {
+        peer.close(close_code::NORMAL, "data plane shutting down");
+    }
+    shared.update(|st| {
+        st.connected = true;
+        st.cp_node_id = cp_node_id.clone();
+    });
+    shared.emit(DpEvent::Connected { cp_node_id });
+    let end = converse(shared, &peer, shutdown, &ping_now_rx, &ended_rx);
+    if end.reason.is_some() && peer.ended().is_none() {
+        peer.close(close_code::NORMAL, end.reason.as_deref().unwrap_or(""));
+    }
+    let _ = reader.join();
+    *lock(&shared.current) = None;
+    shared.update(|st| st.connected = false);
+    end
+}
+
+/// Negotiates, reports, then pings until the connection ends.
+fn converse(
+    shared: &Arc<Shared>,
+    peer: &Peer,
+    shutdown: &Receiver<()>,
+    ping_now: &Receiver<()>,
+    ended: &Receiver<String>,
+) -> SessionEnd {
+    let s = &shared.settings;
+    let stopped = |e: &WrpcError| {
+        if shared.stopping() {
+            SessionEnd {
+                reason: None,
+                negotiated: false,
+            }
+        } else {
+            SessionEnd::failed(e.to_string(), false)
+        }
+    };
+    let request = dp_request(&s.version, &s.hostname);
+    let answer = match peer.call_timeout::<NegotiateServices>(&request, s.call_timeout) {
+        Ok(a) => a,
+        Err(e) => return stopped(&e),
+    };
+    let accepted = match check_response(&answer) {
+        Ok(accepted) => accepted,
+        Err(reason) => return SessionEnd::failed(format!("negotiation refused: {reason}"), false),
+    };
+    let services: Vec<(String, String)> =
+        accepted.into_iter().map(|a| (a.name, a.version)).collect();
+    if let Some(node) = &answer.node {
+        if !node.id.is_empty() {
+            shared.update(|st| st.cp_node_id = Some(node.id.clone()));
+        }
+    }
+    shared.update(|st| st.negotiated = services.clone());
+    shared.emit(DpEvent::Negotiated { services });
+
+    let mut plugins = s.plugins.clone();
+    plugins.sort_by(|a, b| a.name.cmp(&b.name));
+    let report = ReportMetadataRequest { plugins };
+    match peer.call_timeout::<ReportMetadata>(&report, s.call_timeout) {
+        Ok(resp) => match resp.response {
+            Some(report_metadata_response::Response::Ok(_)) => {}
+            Some(report_metadata_response::Response::Error(e)) => {
+                return SessionEnd::failed(format!("ReportMetadata refused: {e}"), true)
+            }
+            None => return SessionEnd::failed("ReportMetadata answered without ok".into(), true),
+        },
+        Err(e) => return stopped(&e),
+    }
+
+    loop {
+        let hash = shared.applied_hash();
+        match peer.call_timeout::<PingCP>(&PingCPRequest { hash: hash.clone() }, s.call_timeout) {
+            Ok(_) => shared.emit(DpEvent::Pinged { hash }),
+            Err(WrpcError::ConnectionClosed(e)) if !shared.stopping() => {
+                return SessionEnd::failed(e.to_string(), true)
+            }
+            Err(_) if shared.stopping() => {
+                return SessionEnd {
+                    reason: None,
+                    negotiated: true,
+                }
+            }
+            Err(e) => log::warn!("PingCP failed: {e}"),
+        }
+        select! {
+            recv(shutdown) -> _ => return SessionEnd { reason: None, negotiated: true },
+            recv(ended) -> why => {
+                return SessionEnd::failed(why.unwrap_or_else(|_| "connection ended".into()), true)
+            }
+            recv(ping_now) -> _ => {}
+            default(s.ping_interval) => {}
+        }
+    }
+}
+
+/// Serves SyncConfig on this connection: versions count per connection, so each
+/// connection has its own "last version seen".
+fn register_sync_config(services: &Services, shared: Weak<Shared>, ping_now: Sender<()>) {
+    let last_version = Arc::new(Mutex::new(0u64));
+    services.handle::<SyncConfig, _>(move |_, req: SyncConfigRequest| {
+        let Some(shared) = shared.upgrade() else {
+            return Err(crate::wrpc::HandlerError::new(
+                "data plane is shutting down",
+            ));
+        };
+        let (resp, outcome) = shared.intake.sync(&last_version, req);
+        match outcome {
+            Outcome::Applied(a) => {
+                shared.update(|st| {
+                    st.applied_version = Some(a.version);
+                    st.applied_hash = Some(a.hash.clone());
+                });
+                shared.emit(DpEvent::ConfigApplied {
+                    version: a.version,
+                    hash: a.hash,
+                    from_cache: false,
+                });
+                let _ = ping_now.try_send(());
+            }
+            Outcome::Rejected { version, errors } => {
+                shared.emit(DpEvent::ConfigRejected { version, errors })
+            }
+            Outcome::Unchanged | Outcome::Ignored => {}
+        }
+        Ok(resp)
+    });
+}

@@ -1,0 +1,263 @@
+//! The DP side: dial the CP and upgrade to wRPC ([`dial`]), or make one plain request
+//! ([`request`]).
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use rustls::StreamOwned;
+
+use super::head::{push_header, read_response_head, HttpLimits, ResponseHead};
+use super::timed::{set_timeouts, Timed};
+use super::{body_length, drain_plaintext, io_error, read_body, HttpError};
+use crate::proxy::{self, ProxyUrl};
+use crate::tcp;
+use crate::tls::{self, ClientTls};
+use crate::upgrade::{self, build_request, check_response, NodeIdentity, UpgradeError, WRPC_PATH};
+use crate::Error;
+
+/// Where and how a DP connects to its CP.
+#[derive(Debug, Clone)]
+pub struct DialOptions {
+    /// The CP's host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// The CP's port (Kong's cluster port is 8005).
+    pub port: u16,
+    /// The name for SNI and certificate verification. Default `None`: the TLS
+    /// configuration's default (`kong_clustering` in shared mode, as Kong), else `host`.
+    pub server_name: Option<String>,
+    /// The TLS configuration.
+    pub tls: ClientTls,
+    /// An HTTP CONNECT proxy to tunnel through. Default none.
+    pub proxy: Option<ProxyUrl>,
+    /// The time allowed to connect: TCP, the proxy tunnel, the TLS handshake and the
+    /// upgrade together. Default 5 s, Kong's.
+    pub connect_timeout: Duration,
+    /// The upgrade path. Default `/v1/wrpc`.
+    pub path: String,
+    /// Who this DP is: sent in the upgrade query and in the `kong-*` headers.
+    pub node: NodeIdentity,
+    /// Limits on the CP's responses. For [`request`], `head_timeout` is the time the CP
+    /// has to answer, body included.
+    pub limits: HttpLimits,
+    /// The write timeout left on the socket of a [`Dialed`] connection. Default 10 s.
+    /// `None`: no timeout.
+    pub write_timeout: Option<Duration>,
+}
+
+impl DialOptions {
+    /// Options for `host:port` with `tls` as `node`, and the defaults.
+    pub fn new(host: impl Into<String>, port: u16, tls: ClientTls, node: NodeIdentity) -> Self {
+        DialOptions {
+            host: host.into(),
+            port,
+            server_name: None,
+            tls,
+            proxy: None,
+            connect_timeout: tcp::DEFAULT_CONNECT_TIMEOUT,
+            path: WRPC_PATH.to_string(),
+            node,
+            limits: HttpLimits::default(),
+            write_timeout: Some(Duration::from_secs(10)),
+        }
+    }
+
+    /// The server name used for SNI and verification.
+    pub fn effective_server_name(&self) -> &str {
+        self.server_name
+            .as_deref()
+            .or(self.tls.default_server_name())
+            .unwrap_or(&self.host)
+    }
+}
+
+/// A connection upgraded to wRPC.
+///
+/// The socket's read timeout is cleared (an idle connection costs no wake-ups) and its
+/// write timeout set to [`DialOptions::write_timeout`]. `leftover` holds every plaintext
+/// byte received after the `101` head (the start of the CP's first WebSocket frames),
+/// including any the TLS session had already decrypted; the session holds at most a
+/// partial TLS record, so the next step is to read from the socket.
+#[derive(Debug)]
+pub struct Dialed {
+    /// The TLS session.
+    pub session: rustls::ClientConnection,
+    /// The socket under it.
+    pub sock: TcpStream,
+    /// Plaintext received after the response head: never lost.
+    pub leftover: Vec<u8>,
+    /// The CP's `101` (its `kong-node-id` header names the CP node).
+    pub response: ResponseHead,
+}
+
+/// The longest piece of a refusal's body kept in the error.
+const REFUSAL_BODY_CHARS: usize = 512;
+
+/// Connects to the CP and upgrades to wRPC, all within [`DialOptions::connect_timeout`].
+///
+/// TCP (or a CONNECT tunnel through the proxy), TLS, then the upgrade request of
+/// [`upgrade::build_request`], whose answer must pass [`upgrade::check_response`]. A
+/// refusal comes back as [`UpgradeError::Refused`] with the CP's status, reason, body
+/// text and node id.
+pub fn dial(opts: &DialOptions) -> Result<Dialed, Error> {
+    opts.node.validate()?;
+    let (session, sock, deadline) = connect(opts)?;
+    let key = upgrade::generate_key();
+    let req = build_request(
+        &tcp::join_host_port(&opts.host, opts.port),
+        &opts.path,
+        &opts.node,
+        &key,
+    );
+    let mut stream = StreamOwned::new(session, Timed { sock, deadline });
+    stream
+        .write_all(&req)
+        .and_then(|()| stream.flush())
+        .map_err(|e| io_error(e, "sending the upgrade request"))?;
+    let (response, mut leftover) =
+        read_response_head(&mut stream, &opts.limits).map_err(HttpError::Head)?;
+    if let Err(e) = check_response(&response, &key) {
+        return Err(match e {
+            UpgradeError::Refused(mut refusal) => {
+                // Best effort, within what is left of the deadline.
+                let body = body_length(&response.headers)
+                    .and_then(|len| {
+                        read_body(&mut stream, leftover, len, opts.limits.max_body_bytes)
+                    })
+                    .unwrap_or_default();
+                refusal.body = String::from_utf8_lossy(&body)
+                    .trim()
+                    .chars()
+                    .take(REFUSAL_BODY_CHARS)
+                    .collect();
+                UpgradeError::Refused(refusal).into()
+            }
+            e => e.into(),
+        });
+    }
+    let StreamOwned { mut conn, sock } = stream;
+    let sock = sock.sock;
+    drain_plaintext(&mut conn, &mut leftover);
+    sock.set_read_timeout(None)
+        .and_then(|()| sock.set_write_timeout(opts.write_timeout))
+        .map_err(HttpError::Io)?;
+    log::debug!(
+        "upgraded to wRPC at {} (CP node {})",
+        tcp::join_host_port(&opts.host, opts.port),
+        response
+            .header_str(upgrade::HEADER_NODE_ID)
+            .unwrap_or("unknown")
+    );
+    Ok(Dialed {
+        session: conn,
+        sock,
+        leftover,
+        response,
+    })
+}
+
+/// TCP or the proxy tunnel, then TLS, within the connect timeout.
+fn connect(opts: &DialOptions) -> Result<(rustls::ClientConnection, TcpStream, Instant), Error> {
+    let deadline = Instant::now() + opts.connect_timeout;
+    let mut sock = match &opts.proxy {
+        None => tcp::connect(&opts.host, opts.port, opts.connect_timeout)?,
+        Some(p) => proxy::tunnel(p, &opts.host, opts.port, opts.connect_timeout)?,
+    };
+    let _ = sock.set_nodelay(true);
+    let mut session = opts.tls.session(opts.effective_server_name())?;
+    set_timeouts(&sock, deadline).map_err(|e| io_error(e, "connecting (TLS)"))?;
+    tls::client_handshake(&mut session, &mut sock)?;
+    Ok((session, sock, deadline))
+}
+
+/// Makes one plain HTTP/1.1 request to the CP (a stateless HTTP RPC) and returns its
+/// response head and body.
+///
+/// Connects as [`dial`] does (within the connect timeout), then sends `method path` with
+/// `Host`, `kong-node-id`, `kong-version`, `kong-hostname`, `Content-Length` and
+/// `Connection: close`. The CP then has [`HttpLimits::head_timeout`] to answer; the body
+/// is read by `Content-Length` or to the end of the connection, at most
+/// [`HttpLimits::max_body_bytes`]. Any status is returned as is.
+pub fn request(
+    opts: &DialOptions,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(ResponseHead, Vec<u8>), Error> {
+    if !super::head::valid_header_name(method) {
+        return Err(Error::InvalidInput(format!(
+            "HTTP method {method:?} is not a token"
+        )));
+    }
+    if !path.starts_with('/') || !path.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(Error::InvalidInput(format!(
+            "request path {path:?} must start with / and be visible ASCII"
+        )));
+    }
+    opts.node.validate()?;
+    let (session, sock, _) = connect(opts)?;
+    let deadline = Instant::now() + opts.limits.head_timeout;
+    let mut out = Vec::with_capacity(512 + body.len());
+    out.extend_from_slice(format!("{method} {path} HTTP/1.1\r\n").as_bytes());
+    push_header(
+        &mut out,
+        "Host",
+        tcp::join_host_port(&opts.host, opts.port).as_bytes(),
+    );
+    upgrade::push_node_headers(&mut out, &opts.node);
+    push_header(
+        &mut out,
+        "Content-Length",
+        body.len().to_string().as_bytes(),
+    );
+    push_header(&mut out, "Connection", b"close");
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    let mut stream = StreamOwned::new(session, Timed { sock, deadline });
+    stream
+        .write_all(&out)
+        .and_then(|()| stream.flush())
+        .map_err(|e| io_error(e, "sending the request"))?;
+    let (head, leftover) =
+        read_response_head(&mut stream, &opts.limits).map_err(HttpError::Head)?;
+    let no_body = method == "HEAD" || head.status < 200 || head.status == 204 || head.status == 304;
+    let body = if no_body {
+        Vec::new()
+    } else {
+        let len = body_length(&head.headers)?;
+        read_body(&mut stream, leftover, len, opts.limits.max_body_bytes)?
+    };
+    stream.conn.send_close_notify();
+    let _ = stream.flush();
+    Ok((head, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_name_defaults() {
+        let tls = ClientTls::new(crate::tls::TrustMode::WebPki, None).unwrap();
+        let mut opts = DialOptions::new("cp.example", 8005, tls, NodeIdentity::default());
+        assert_eq!(opts.effective_server_name(), "cp.example");
+        opts.server_name = Some("other".into());
+        assert_eq!(opts.effective_server_name(), "other");
+        assert_eq!(opts.connect_timeout, Duration::from_secs(5));
+        assert_eq!(opts.path, "/v1/wrpc");
+    }
+
+    #[test]
+    fn bad_method_or_path_is_invalid_input() {
+        let tls = ClientTls::new(crate::tls::TrustMode::WebPki, None).unwrap();
+        let opts = DialOptions::new("127.0.0.1", 1, tls, NodeIdentity::new("a", "", "1"));
+        assert!(matches!(
+            request(&opts, "G T", "/x", b""),
+            Err(Error::InvalidInput(_))
+        ));
+        assert!(matches!(
+            request(&opts, "GET", "x y", b""),
+            Err(Error::InvalidInput(_))
+        ));
+    }
+}

@@ -1,0 +1,274 @@
+//! The CP listener end to end over TLS on 127.0.0.1: routing, limits, plain handlers,
+//! `kong-node-id` on every response, shutdown.
+
+mod support;
+#[path = "support/tls_pair.rs"]
+mod tls_pair;
+
+use std::io::{ErrorKind, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dpspec::http::{dial, request, HttpHandler, HttpLimits, Request, Response, ServerConfig};
+use dpspec::upgrade::{build_request, generate_key};
+use tls_pair::{dp_node, read_to_close, start, start_default, CP_ID, PATIENCE};
+
+/// Records the requests it gets and answers 200 with the body echoed.
+#[derive(Default)]
+struct Echo {
+    seen: Mutex<Vec<Request>>,
+}
+
+impl HttpHandler for Echo {
+    fn handle(&self, req: &Request) -> Response {
+        self.seen.lock().unwrap().push(req.clone());
+        let mut body = b"echo: ".to_vec();
+        body.extend_from_slice(&req.body);
+        Response::new(200, body)
+            .with_header("Content-Type", "text/plain")
+            .with_header("kong-node-id", "forged")
+    }
+}
+
+struct Panics;
+
+impl HttpHandler for Panics {
+    fn handle(&self, _: &Request) -> Response {
+        panic!("handler bug");
+    }
+}
+
+#[test]
+fn head_probe_of_the_wrpc_path_is_400_not_404() {
+    support::init_logs();
+    let cp = start_default();
+    let (head, body) = cp.raw(b"HEAD /v1/wrpc HTTP/1.1\r\nHost: cp\r\n\r\n");
+    assert_eq!(head.status, 400);
+    assert_eq!(head.header_str("kong-node-id"), Some(CP_ID));
+    assert_eq!(head.header_str("connection"), Some("close"));
+    // A HEAD answer announces a length but carries no body.
+    assert!(head.header_str("content-length").is_some());
+    assert!(body.is_empty());
+}
+
+#[test]
+fn kong_node_id_is_on_the_101_a_400_and_a_404() {
+    let cp = start_default();
+    let dialed = dial(&cp.dial_opts()).unwrap();
+    assert_eq!(dialed.response.header_str("kong-node-id"), Some(CP_ID));
+
+    let (head, _) = cp.raw(b"GET /v1/wrpc HTTP/1.1\r\nHost: cp\r\n\r\n");
+    assert_eq!(head.status, 400);
+    assert_eq!(head.header_str("kong-node-id"), Some(CP_ID));
+
+    let (head, body) = cp.raw(b"GET /nowhere?x=1 HTTP/1.1\r\nHost: cp\r\n\r\n");
+    assert_eq!(head.status, 404);
+    assert_eq!(head.header_str("kong-node-id"), Some(CP_ID));
+    assert_eq!(head.header_str("content-length"), Some("24"));
+    assert_eq!(body, b"no endpoint at /nowhere\n");
+}
+
+#[test]
+fn registered_handler_round_trips_with_the_kong_headers() {
+    let echo = Arc::new(Echo::default());
+    let cp = start(
+        ServerConfig::new(CP_ID).with_handler("/v1/echo", echo.clone()),
+        None,
+    );
+    let (head, body) = request(&cp.dial_opts(), "POST", "/v1/echo?q=1", b"hello").unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(body, b"echo: hello");
+    // Ours, not the handler's forged one.
+    assert_eq!(head.header_str("kong-node-id"), Some(CP_ID));
+    assert_eq!(head.header_str("content-type"), Some("text/plain"));
+    assert_eq!(head.header_str("connection"), Some("close"));
+
+    let seen = echo.seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    let req = &seen[0];
+    assert_eq!(req.head.method, "POST");
+    assert_eq!(req.head.target, "/v1/echo?q=1");
+    assert_eq!(req.body, b"hello");
+    let node = dp_node();
+    assert_eq!(req.head.header_str("kong-node-id"), Some(&*node.node_id));
+    assert_eq!(req.head.header_str("kong-version"), Some(&*node.version));
+    assert_eq!(req.head.header_str("kong-hostname"), Some(&*node.hostname));
+    assert!(req.peer_certificates.is_empty());
+}
+
+#[test]
+fn request_to_an_unknown_path_gets_404_with_the_cp_id() {
+    let cp = start_default();
+    let (head, body) = request(&cp.dial_opts(), "GET", "/v1/unknown", b"").unwrap();
+    assert_eq!(head.status, 404);
+    assert_eq!(head.header_str("kong-node-id"), Some(CP_ID));
+    assert_eq!(body, b"no endpoint at /v1/unknown\n");
+}
+
+#[test]
+fn a_panicking_handler_gets_500_and_the_listener_lives_on() {
+    let cp = start(
+        ServerConfig::new(CP_ID).with_handler("/boom", Arc::new(Panics)),
+        None,
+    );
+    let (head, _) = request(&cp.dial_opts(), "GET", "/boom", b"").unwrap();
+    assert_eq!(head.status, 500);
+    assert_eq!(head.header_str("kong-node-id"), Some(CP_ID));
+    let (head, _) = request(&cp.dial_opts(), "GET", "/boom", b"").unwrap();
+    assert_eq!(head.status, 500);
+}
+
+#[test]
+fn a_body_over_the_limit_gets_413() {
+    let echo = Arc::new(Echo::default());
+    let mut config = ServerConfig::new(CP_ID).with_handler("/v1/echo", echo.clone());
+    config.limits.max_body_bytes = 10;
+    let cp = start(config, None);
+    let (head, _) = request(&cp.dial_opts(), "POST", "/v1/echo", &[b'x'; 11]).unwrap();
+    assert_eq!(head.status, 413);
+    assert_eq!(head.header_str("kong-node-id"), Some(CP_ID));
+    assert!(echo.seen.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_20_kib_request_head_gets_431() {
+    let cp = start_default();
+    let mut bytes = request_prefix();
+    bytes.extend_from_slice(b"X-Padding: ");
+    bytes.extend(std::iter::repeat_n(b'p', 20 * 1024));
+    bytes.extend_from_slice(b"\r\n\r\n");
+    let (head, body) = cp.raw(&bytes);
+    assert_eq!(head.status, 431);
+    assert_eq!(head.header_str("kong-node-id"), Some(CP_ID));
+    assert_eq!(head.header_str("connection"), Some("close"));
+    let body = String::from_utf8(body).unwrap();
+    assert!(body.contains("larger than 16384 bytes"), "{body}");
+    assert!(cp.admitted.try_recv().is_err());
+}
+
+/// A good upgrade request without its final blank line.
+fn request_prefix() -> Vec<u8> {
+    let mut bytes = build_request("cp", "/v1/wrpc", &dp_node(), &generate_key());
+    bytes.truncate(bytes.len() - 2);
+    bytes
+}
+
+#[test]
+fn a_silent_client_gets_408_after_the_head_timeout() {
+    let mut config = ServerConfig::new(CP_ID);
+    config.limits = HttpLimits {
+        head_timeout: Duration::from_millis(300),
+        ..HttpLimits::default()
+    };
+    let cp = start(config, None);
+    let mut stream = cp.raw_connect();
+    let start = Instant::now();
+    let (head, body) = read_to_close(&mut stream);
+    let waited = start.elapsed();
+    assert_eq!(head.status, 408);
+    assert_eq!(head.header_str("kong-node-id"), Some(CP_ID));
+    assert_eq!(head.header_str("connection"), Some("close"));
+    assert!(String::from_utf8(body).unwrap().contains("in time"));
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_millis(2000),
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn a_trickling_client_gets_408_at_the_head_deadline() {
+    let mut config = ServerConfig::new(CP_ID);
+    config.limits.head_timeout = Duration::from_millis(300);
+    let cp = start(config, None);
+    let mut stream = cp.raw_connect();
+    let start = Instant::now();
+    // Send part of a head now and then: each piece is well inside the timeout, the whole
+    // head never is.
+    let prefix = request_prefix();
+    let mut sent = 0;
+    let mut got_408 = false;
+    while start.elapsed() < Duration::from_secs(3) {
+        if sent < prefix.len() {
+            if stream.write_all(&prefix[sent..sent + 1]).is_err() || stream.flush().is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        stream
+            .sock
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        match std::io::Read::read(&mut stream, &mut byte) {
+            Ok(1) => {
+                got_408 = true;
+                break;
+            }
+            Ok(_) => break,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    let waited = start.elapsed();
+    assert!(got_408, "no answer after {waited:?}");
+    assert!(waited < Duration::from_millis(1500), "{waited:?}");
+}
+
+#[test]
+fn a_garbage_request_gets_400() {
+    let cp = start_default();
+    let (head, _) = cp.raw(b"\x00\x01 not http\r\n\r\n");
+    assert_eq!(head.status, 400);
+    assert_eq!(head.header_str("kong-node-id"), Some(CP_ID));
+}
+
+#[test]
+fn shutdown_joins_connection_threads_and_new_connects_are_refused() {
+    let mut cp = start_default();
+    let addr = cp.addr();
+    // One connection idle in the HTTP phase, one handed over and already closed.
+    let mut idle = cp.raw_connect();
+    let dialed = dial(&cp.dial_opts()).unwrap();
+    let up = cp.upgraded.recv_timeout(PATIENCE).unwrap();
+    drop((dialed, up));
+
+    let start = Instant::now();
+    cp.listener.shutdown();
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    // The idle connection was cut without an answer.
+    let mut buf = [0u8; 16];
+    assert!(!matches!(std::io::Read::read(&mut idle, &mut buf), Ok(n) if n > 0));
+    let err = TcpStream::connect(addr).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+    // Idempotent.
+    cp.listener.shutdown();
+}
+
+#[test]
+fn bind_refuses_a_bad_configuration() {
+    let (server, _) = tls_pair::pki();
+    let handler = Arc::new(tls_pair::Capture {
+        reject: None,
+        admitted: crossbeam_channel::unbounded().0,
+        upgraded: crossbeam_channel::unbounded().0,
+    });
+    for config in [
+        ServerConfig::new(""),
+        ServerConfig::new("cp\r\nx: y"),
+        ServerConfig::new(CP_ID).with_handler("/v1/wrpc", Arc::new(Echo::default())),
+        ServerConfig::new(CP_ID).with_handler("no-slash", Arc::new(Echo::default())),
+    ] {
+        let err =
+            dpspec::http::Listener::bind("127.0.0.1:0", server.clone(), config, handler.clone())
+                .unwrap_err();
+        assert!(
+            matches!(err, dpspec::http::HttpError::InvalidConfig(_)),
+            "{err:?}"
+        );
+    }
+}

@@ -20,6 +20,8 @@
 
 pub mod channel;
 pub mod config;
+#[cfg(feature = "cp")]
+pub mod cp;
 mod error;
 pub mod http;
 pub mod proxy;
@@ -29,4 +31,6 @@ pub mod tls;
 pub mod upgrade;
 pub mod wrpc;
 
+#[cfg(feature = "cp")]
+pub use cp::ControlPlane;
 pub use error::{Error, Result};

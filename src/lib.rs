@@ -25,6 +25,7 @@ pub mod cp;
 mod error;
 pub mod http;
 pub mod proxy;
+pub mod random;
 pub mod services;
 pub mod tcp;
 pub mod tls;

@@ -192,3 +192,62 @@ fn dial_to_a_wrong_path_is_refused_404() {
     assert_eq!(refusal.cp_node_id.as_deref(), Some(CP_ID));
     assert_eq!(refusal.body, "no endpoint at /v2/elsewhere");
 }
+
+/// A one-shot HTTP CONNECT proxy: takes one connection, sends its request line to the
+/// test, answers 200 and then copies bytes both ways untouched.
+fn one_shot_proxy() -> (
+    std::net::SocketAddr,
+    crossbeam_channel::Receiver<String>,
+    std::thread::JoinHandle<()>,
+) {
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let t = std::thread::spawn(move || {
+        let (mut client, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            client.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        let line = head.lines().next().unwrap().to_string();
+        let target = line.split(' ').nth(1).unwrap().to_string();
+        tx.send(line).unwrap();
+        let upstream = TcpStream::connect(target).unwrap();
+        client
+            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .unwrap();
+        let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+        let up = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut c2, &mut u2);
+            let _ = u2.shutdown(std::net::Shutdown::Write);
+        });
+        let (mut upstream, mut client) = (upstream, client);
+        let _ = std::io::copy(&mut upstream, &mut client);
+        let _ = client.shutdown(std::net::Shutdown::Write);
+        up.join().unwrap();
+    });
+    (addr, rx, t)
+}
+
+#[test]
+fn dial_through_a_connect_proxy() {
+    let cp = start_default();
+    let (proxy_addr, lines, proxy) = one_shot_proxy();
+    let mut opts = cp.dial_opts();
+    opts.proxy = Some(dpspec::proxy::ProxyUrl::new("127.0.0.1", proxy_addr.port()));
+    let dialed = dial(&opts).unwrap();
+    assert_eq!(dialed.response.header_str("kong-node-id"), Some(CP_ID));
+    assert_eq!(
+        lines.recv_timeout(PATIENCE).unwrap(),
+        format!("CONNECT 127.0.0.1:{} HTTP/1.1", cp.addr().port())
+    );
+    let up = cp.upgraded.recv_timeout(PATIENCE).unwrap();
+    assert_eq!(up.node, dp_node());
+    drop((dialed, up));
+    proxy.join().unwrap();
+}

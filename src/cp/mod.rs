@@ -108,10 +108,7 @@ impl ControlPlane {
     }
 
     pub(crate) fn start(b: Builder) -> Result<ControlPlane> {
-        let node_id = match b.node_id {
-            Some(id) => id,
-            None => builder::random_uuid()?,
-        };
+        let node_id = b.node_id.unwrap_or_else(crate::random::uuid_v4);
         let identity = b.identity.expect("checked by Builder::start");
         let tls = ServerTls::new(identity, b.client_auth)?;
         let shared = Arc::new(Shared {

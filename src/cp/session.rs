@@ -144,7 +144,18 @@ fn run(shared: &Arc<Shared>, up: Upgraded) {
         up.peer_addr
     );
     if shared.stopping.load(Ordering::SeqCst) {
-        peer.channel().abort();
+        // Registered after shutdown collected the connections to close: close it the same
+        // way, from a worker, while this thread reads the close reply.
+        let closer = peer.clone();
+        let job = Box::new(move || {
+            closer.close(
+                crate::channel::close_code::NORMAL,
+                "control plane shutting down",
+            )
+        });
+        if shared.handler_pool.try_submit(job).is_err() {
+            peer.channel().abort();
+        }
     } else {
         shared.schedule_deadline(conn);
     }

@@ -20,6 +20,8 @@
 
 pub mod channel;
 pub mod config;
+#[cfg(feature = "cp")]
+pub mod cp;
 #[cfg(feature = "dp")]
 pub mod dp;
 mod error;
@@ -32,6 +34,8 @@ pub mod tls;
 pub mod upgrade;
 pub mod wrpc;
 
+#[cfg(feature = "cp")]
+pub use cp::ControlPlane;
 pub use error::{Error, Result};
 
 #[cfg(feature = "dp")]

@@ -1,0 +1,237 @@
+//! The control plane's settings, set with by-value setters; every default is Kong's where
+//! Kong has one.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::events::DEFAULT_EVENT_CAPACITY;
+use super::ControlPlane;
+use crate::channel::DEFAULT_MAX_MESSAGE_SIZE;
+use crate::http::{HttpHandler, HttpLimits};
+use crate::services::config::PluginVersion;
+use crate::services::negotiation::{NegotiationPolicy, OfferedService};
+use crate::tls::{ClientAuth, Identity};
+use crate::wrpc::DEFAULT_CALL_TIMEOUT;
+use crate::{Error, Result};
+
+/// Builds a [`ControlPlane`]; start it with [`Builder::start`].
+///
+/// Only the certificate ([`Builder::identity`]) has no default.
+pub struct Builder {
+    pub(crate) listen: String,
+    pub(crate) identity: Option<Identity>,
+    pub(crate) client_auth: ClientAuth,
+    pub(crate) node_id: Option<String>,
+    pub(crate) offered: Vec<OfferedService>,
+    pub(crate) kong_version: String,
+    pub(crate) version_gate: bool,
+    pub(crate) plugins: Option<Vec<PluginVersion>>,
+    pub(crate) metadata_deadline: Duration,
+    pub(crate) max_connections_per_node: usize,
+    pub(crate) max_message_size: usize,
+    pub(crate) worker_threads: usize,
+    pub(crate) push_threads: usize,
+    pub(crate) http_limits: HttpLimits,
+    pub(crate) http_handlers: Vec<(String, Arc<dyn HttpHandler>)>,
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) close_timeout: Duration,
+    pub(crate) sync_timeout: Duration,
+    pub(crate) event_capacity: usize,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("listen", &self.listen)
+            .field("node_id", &self.node_id)
+            .field("kong_version", &self.kong_version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        let policy = NegotiationPolicy::default();
+        Builder {
+            listen: "0.0.0.0:8005".into(),
+            identity: None,
+            client_auth: ClientAuth::Shared(None),
+            node_id: None,
+            offered: policy.offered,
+            kong_version: policy.kong_version,
+            version_gate: policy.version_gate,
+            plugins: None,
+            metadata_deadline: Duration::from_secs(5),
+            max_connections_per_node: 4,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            worker_threads: 4,
+            push_threads: 16,
+            http_limits: HttpLimits::default(),
+            http_handlers: Vec::new(),
+            write_timeout: Some(Duration::from_secs(10)),
+            close_timeout: Duration::from_secs(5),
+            sync_timeout: DEFAULT_CALL_TIMEOUT,
+            event_capacity: DEFAULT_EVENT_CAPACITY,
+        }
+    }
+}
+
+impl Builder {
+    /// The address to listen on. Default `0.0.0.0:8005`, Kong's `cluster_listen`. Port 0
+    /// picks a free port ([`ControlPlane::local_addr`] tells which).
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = addr.into();
+        self
+    }
+
+    /// The listen address as a socket address.
+    pub fn listen_addr(self, addr: SocketAddr) -> Self {
+        self.listen(addr.to_string())
+    }
+
+    /// The control plane's certificate and key. Required. In Kong's shared mode this is
+    /// the one certificate every node holds (`cluster_cert`, `cluster_cert_key`).
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// How data planes authenticate. Default [`ClientAuth::Shared`]`(None)`: Kong's
+    /// `cluster_mtls = shared`, a data plane must present this control plane's own
+    /// certificate.
+    pub fn client_auth(mut self, auth: ClientAuth) -> Self {
+        self.client_auth = auth;
+        self
+    }
+
+    /// This control plane's node id, sent as `kong-node-id` and in negotiation.
+    /// Default: a random UUID v4.
+    pub fn node_id(mut self, id: impl Into<String>) -> Self {
+        self.node_id = Some(id.into());
+        self
+    }
+
+    /// The services offered, each with its versions in preference order. Default
+    /// `config` in `v1`, what Kong offers.
+    pub fn services(mut self, offered: Vec<OfferedService>) -> Self {
+        self.offered = offered;
+        self
+    }
+
+    /// The Kong version this control plane speaks for. Default `3.1.1`, the last Kong
+    /// release that spoke wRPC.
+    pub fn kong_version(mut self, version: impl Into<String>) -> Self {
+        self.kong_version = version.into();
+        self
+    }
+
+    /// Whether a data plane must pass Kong's version gate (same major, minor not newer)
+    /// to negotiate. Default on, as in Kong.
+    pub fn version_gate(mut self, on: bool) -> Self {
+        self.version_gate = on;
+        self
+    }
+
+    /// The plugins configured on this control plane, with their versions, for Kong's
+    /// plugin gate before each push. Default none: no plugin gate.
+    pub fn plugins(mut self, plugins: Vec<PluginVersion>) -> Self {
+        self.plugins = Some(plugins);
+        self
+    }
+
+    /// How long a data plane has, from its upgrade, to send ReportMetadata; past it the
+    /// connection is closed with 1008 and the reason logged. Default 5 s, Kong's.
+    pub fn metadata_deadline(mut self, deadline: Duration) -> Self {
+        self.metadata_deadline = deadline;
+        self
+    }
+
+    /// How many connections one data plane node id may hold; one more is answered `429`
+    /// with the reason. Default 4 (Kong has no cap; a few leave room for reconnects
+    /// while an old connection is still being torn down).
+    pub fn max_connections_per_node(mut self, cap: usize) -> Self {
+        self.max_connections_per_node = cap;
+        self
+    }
+
+    /// The largest message sent or accepted. Default 4 MiB, Kong's `cluster_max_payload`.
+    /// [`ControlPlane::set_config`] refuses a config whose SyncConfig message is larger.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Threads that run the rpc handlers of every connection. Default 4.
+    pub fn worker_threads(mut self, n: usize) -> Self {
+        self.worker_threads = n;
+        self
+    }
+
+    /// Threads that push configs (one push per data plane at a time; a stuck data plane
+    /// holds one thread until its write times out). Default 16.
+    pub fn push_threads(mut self, n: usize) -> Self {
+        self.push_threads = n;
+        self
+    }
+
+    /// Limits on each HTTP request head. Default [`HttpLimits::default`].
+    pub fn http_limits(mut self, limits: HttpLimits) -> Self {
+        self.http_limits = limits;
+        self
+    }
+
+    /// Serves plain HTTP requests on `path` beside the upgrade. Default none.
+    pub fn http_handler(mut self, path: impl Into<String>, handler: Arc<dyn HttpHandler>) -> Self {
+        self.http_handlers.push((path.into(), handler));
+        self
+    }
+
+    /// How long one write to a data plane may block before that data plane is
+    /// disconnected. Default 10 s.
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// How long closing a connection waits for the data plane's close frame. Default 5 s.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// How long a SyncConfig waits for the data plane's answer (also its wire deadline);
+    /// a data plane that does not answer in time is disconnected. Default 90 s, Kong's
+    /// request deadline.
+    pub fn sync_timeout(mut self, timeout: Duration) -> Self {
+        self.sync_timeout = timeout;
+        self
+    }
+
+    /// How many events wait for a reader of [`ControlPlane::events`]; past that new
+    /// events are dropped. Default 1024.
+    pub fn event_capacity(mut self, n: usize) -> Self {
+        self.event_capacity = n;
+        self
+    }
+
+    /// Binds the listener and starts the control plane.
+    pub fn start(self) -> Result<ControlPlane> {
+        if self.identity.is_none() {
+            return Err(Error::InvalidInput(
+                "the control plane needs a certificate and key: call Builder::identity".into(),
+            ));
+        }
+        if self.max_connections_per_node == 0 {
+            return Err(Error::InvalidInput(
+                "max_connections_per_node must be at least 1".into(),
+            ));
+        }
+        if self.metadata_deadline.is_zero() || self.sync_timeout.is_zero() {
+            return Err(Error::InvalidInput(
+                "metadata_deadline and sync_timeout must be above 0".into(),
+            ));
+        }
+        ControlPlane::start(self)
+    }
+}

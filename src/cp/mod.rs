@@ -1,0 +1,277 @@
+//! The control plane role: listen, authenticate, negotiate, track every data plane, and
+//! push the declarative config to all of them.
+//!
+//! | file | what |
+//! |---|---|
+//! | [`builder`] | the settings and their (Kong) defaults |
+//! | `session` | one connection: its services, from the upgrade to the end |
+//! | `push` | the current config, and pushing it (newest wins, one in flight per DP) |
+//! | [`registry`] | what is known of each connected data plane |
+//! | [`events`] | what happened, on a bounded channel |
+//! | `timer` | one thread for every ReportMetadata deadline |
+//!
+//! Threads: the listener's accept thread; one thread per connection, which after the
+//! upgrade becomes that connection's reader; a pool of handler workers shared by all
+//! connections; a pool of push workers; one timer thread. A data plane that stops reading
+//! blocks only its own push worker until its write times out, and it is then disconnected.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+pub mod builder;
+pub mod events;
+mod push;
+pub mod registry;
+mod session;
+mod timer;
+
+pub use builder::Builder;
+pub use events::CpEvent;
+pub use registry::{NodeInfo, PushOutcome, PushRecord};
+
+use crate::channel::{lock, ChannelConfig};
+use crate::config::{EncodedConfig, Hashes};
+use crate::http::{Listener, ServerConfig};
+use crate::services::config::PluginVersion;
+use crate::services::negotiation::NegotiationPolicy;
+use crate::tls::ServerTls;
+use crate::wrpc::WorkerPool;
+use crate::Result;
+use events::Events;
+use push::CurrentConfig;
+use registry::Registry;
+use timer::Timer;
+
+/// WebSocket close code 1008, policy violation: used when a data plane breaks the
+/// protocol's rules (no ReportMetadata in time, over the connection cap).
+pub const CLOSE_POLICY: u16 = 1008;
+
+/// A running control plane. Dropping it shuts it down ([`ControlPlane::shutdown`]).
+///
+/// ```no_run
+/// # fn main() -> dpspec::Result<()> {
+/// use dpspec::tls::Identity;
+/// let cp = dpspec::ControlPlane::builder()
+///     .listen("127.0.0.1:8005")
+///     .identity(Identity::from_pem_files("cluster.crt", "cluster.key")?)
+///     .start()?;
+/// let version = cp.set_config(serde_json::json!({"_format_version": "3.0"}))?;
+/// for node in cp.nodes() {
+///     println!("{} {:?}", node.node_id, node.last_push);
+/// }
+/// # let _ = version; Ok(()) }
+/// ```
+pub struct ControlPlane {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    listener: Mutex<Option<Listener>>,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("local_addr", &self.local_addr)
+            .field("node_id", &self.shared.policy.cp_node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every thread of the control plane shares.
+pub(crate) struct Shared {
+    pub(crate) policy: NegotiationPolicy,
+    pub(crate) plugins: Option<Vec<PluginVersion>>,
+    pub(crate) metadata_deadline: Duration,
+    pub(crate) max_per_node: usize,
+    pub(crate) channel: ChannelConfig,
+    pub(crate) sync_timeout: Duration,
+    pub(crate) registry: Registry,
+    pub(crate) events: Events,
+    /// The newest config; pushes always read it afresh.
+    pub(crate) current: Mutex<Option<Arc<CurrentConfig>>>,
+    /// The last version assigned; held while a new config is stored.
+    pub(crate) last_version: Mutex<u64>,
+    pub(crate) next_conn: AtomicU64,
+    pub(crate) handler_pool: Arc<WorkerPool>,
+    pub(crate) push_pool: Arc<WorkerPool>,
+    pub(crate) timer: Mutex<Option<Timer>>,
+    pub(crate) stopping: AtomicBool,
+}
+
+impl ControlPlane {
+    /// A builder with Kong's defaults.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    pub(crate) fn start(b: Builder) -> Result<ControlPlane> {
+        let node_id = b.node_id.unwrap_or_else(crate::random::uuid_v4);
+        let identity = b.identity.expect("checked by Builder::start");
+        let tls = ServerTls::new(identity, b.client_auth)?;
+        let shared = Arc::new(Shared {
+            policy: NegotiationPolicy {
+                cp_node_id: node_id.clone(),
+                offered: b.offered,
+                kong_version: b.kong_version,
+                version_gate: b.version_gate,
+            },
+            plugins: b.plugins,
+            metadata_deadline: b.metadata_deadline,
+            max_per_node: b.max_connections_per_node,
+            channel: ChannelConfig {
+                max_message_size: b.max_message_size,
+                write_timeout: b.write_timeout,
+                close_timeout: b.close_timeout,
+                label: String::new(),
+            },
+            sync_timeout: b.sync_timeout,
+            registry: Registry::default(),
+            events: Events::new(b.event_capacity),
+            current: Mutex::new(None),
+            last_version: Mutex::new(0),
+            next_conn: AtomicU64::new(1),
+            handler_pool: Arc::new(WorkerPool::new("cp-worker", b.worker_threads, 4096)?),
+            push_pool: Arc::new(WorkerPool::new("cp-push", b.push_threads, 65536)?),
+            timer: Mutex::new(None),
+            stopping: AtomicBool::new(false),
+        });
+        let weak: Weak<Shared> = Arc::downgrade(&shared);
+        let timer = Timer::start("cp-timer", move |conn| {
+            if let Some(shared) = weak.upgrade() {
+                session::metadata_deadline_passed(&shared, conn);
+            }
+        })?;
+        *lock(&shared.timer) = Some(timer);
+        let mut config = ServerConfig::new(node_id);
+        config.limits = b.http_limits;
+        config.handlers = b.http_handlers;
+        config.write_timeout = b.write_timeout;
+        let handler = Arc::new(session::Handler::new(&shared));
+        let listener = match Listener::bind(b.listen.as_str(), tls, config, handler) {
+            Ok(l) => l,
+            Err(e) => {
+                shared.stop_threads();
+                return Err(e.into());
+            }
+        };
+        let local_addr = listener.local_addr();
+        shared.events.emit(CpEvent::Listening { addr: local_addr });
+        Ok(ControlPlane {
+            shared,
+            local_addr,
+            listener: Mutex::new(Some(listener)),
+        })
+    }
+
+    /// The address the control plane listens on (the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// This control plane's node id.
+    pub fn node_id(&self) -> &str {
+        &self.shared.policy.cp_node_id
+    }
+
+    /// Makes `config` (a declarative config: a JSON object) the current config and pushes
+    /// it to every connected data plane that has reported its metadata. Returns its
+    /// version: 1 for the first config, then 2, 3, ...
+    ///
+    /// The config is checked, hashed (Kong's hash) and gzipped once; every data plane gets
+    /// the same bytes. A config whose SyncConfig message would be over the max message
+    /// size is refused here, before anything is sent, and the current config stays.
+    /// Returns at once: pushes run on the push workers (watch [`ControlPlane::events`] or
+    /// [`ControlPlane::nodes`] for their outcome). A data plane busy with an older push
+    /// gets only the newest config once that push ends.
+    pub fn set_config(&self, config: serde_json::Value) -> Result<u64> {
+        let encoded = EncodedConfig::new(&config)?;
+        let version = push::store(&self.shared, encoded)?;
+        push::push_all(&self.shared);
+        Ok(version)
+    }
+
+    /// The current config's version and hashes, if a config was set.
+    pub fn config_version(&self) -> Option<(u64, Hashes)> {
+        lock(&self.shared.current)
+            .as_ref()
+            .map(|c| (c.version, c.hashes.clone()))
+    }
+
+    /// A snapshot of every connected data plane, in connection order.
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        self.shared.registry.snapshot()
+    }
+
+    /// The event stream. Every receiver shares one bounded queue (each event goes to one
+    /// of them); when nobody reads, new events are dropped rather than kept.
+    pub fn events(&self) -> Receiver<CpEvent> {
+        self.shared.events.receiver()
+    }
+
+    /// How many events were dropped because the queue was full.
+    pub fn dropped_events(&self) -> u64 {
+        self.shared.events.dropped()
+    }
+
+    /// Stops accepting, closes every connection with 1000, and joins every thread.
+    /// Idempotent; dropping the control plane does the same.
+    pub fn shutdown(&self) {
+        let Some(mut listener) = lock(&self.listener).take() else {
+            return;
+        };
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        listener.stop_accepting();
+        close_all(&self.shared);
+        listener.shutdown();
+        self.shared.stop_threads();
+        log::info!("control plane on {} stopped", self.local_addr);
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Shared {
+    fn stop_threads(&self) {
+        if let Some(mut timer) = lock(&self.timer).take() {
+            timer.stop();
+        }
+        self.push_pool.shutdown();
+        self.handler_pool.shutdown();
+    }
+
+    /// When the ReportMetadata deadline of a connection starting now passes.
+    pub(crate) fn schedule_deadline(&self, conn: u64) {
+        if let Some(timer) = lock(&self.timer).as_ref() {
+            timer.schedule(Instant::now() + self.metadata_deadline, conn);
+        }
+    }
+}
+
+/// Closes every connection with 1000, all at once: one short-lived thread per connection,
+/// since each close waits for that data plane's close frame (at most the close timeout).
+fn close_all(shared: &Shared) {
+    let peers = shared.registry.peers();
+    std::thread::scope(|s| {
+        for peer in &peers {
+            let spawned = std::thread::Builder::new()
+                .name("dpspec-cp-close".into())
+                .stack_size(128 * 1024)
+                .spawn_scoped(s, move || {
+                    peer.close(
+                        crate::channel::close_code::NORMAL,
+                        "control plane shutting down",
+                    )
+                });
+            if spawned.is_err() {
+                peer.channel().abort();
+            }
+        }
+    });
+}

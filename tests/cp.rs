@@ -1,14 +1,11 @@
 //! The control plane end to end: real TLS (Kong's shared mode) on 127.0.0.1, scripted
 //! data planes from `tests/support/cp_dp.rs`.
 
-#[path = "support/cp_dp.rs"]
-mod cp_dp;
 mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cp_dp::{dial_raw, pool, wait_event, Dp, Shared, PATIENCE};
 use dpspec::channel::Ended;
 use dpspec::config::{EncodedConfig, EMPTY_HASH};
 use dpspec::cp::{Builder, CpEvent, PushOutcome};
@@ -25,6 +22,7 @@ use dpspec::wrpc::envelope::{encode_envelope, PayloadV1};
 use dpspec::wrpc::{ErrorType, Rpc, WrpcError};
 use dpspec::ControlPlane;
 use serde_json::json;
+use support::cp_dp::{dial_raw, pool, wait_event, Dp, Shared, PATIENCE};
 
 fn builder(certs: &Shared) -> Builder {
     support::init_logs();

@@ -2,8 +2,6 @@
 //! `kong-node-id` on every response, shutdown.
 
 mod support;
-#[path = "support/tls_pair.rs"]
-mod tls_pair;
 
 use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
@@ -12,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use dpspec::http::{dial, request, HttpHandler, HttpLimits, Request, Response, ServerConfig};
 use dpspec::upgrade::{build_request, generate_key};
-use tls_pair::{dp_node, read_to_close, start, start_default, CP_ID, PATIENCE};
+use support::tls_pair::{dp_node, read_to_close, start, start_default, CP_ID, PATIENCE};
 
 /// Records the requests it gets and answers 200 with the body echoed.
 #[derive(Default)]
@@ -251,8 +249,8 @@ fn shutdown_joins_connection_threads_and_new_connects_are_refused() {
 
 #[test]
 fn bind_refuses_a_bad_configuration() {
-    let (server, _) = tls_pair::pki();
-    let handler = Arc::new(tls_pair::Capture {
+    let (server, _) = support::tls_pair::pki();
+    let handler = Arc::new(support::tls_pair::Capture {
         reject: None,
         admitted: crossbeam_channel::unbounded().0,
         upgraded: crossbeam_channel::unbounded().0,

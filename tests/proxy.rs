@@ -2,8 +2,6 @@
 //! loopback, with TLS carried inside the tunnel.
 
 mod support;
-#[path = "support/proxy.rs"]
-mod test_proxy;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -18,6 +16,7 @@ use dpspec::tls::{
 };
 use rustls::Side;
 use support::certs::Ca;
+use support::proxy as test_proxy;
 use test_proxy::Behavior;
 
 const TIMEOUT: Duration = Duration::from_secs(5);

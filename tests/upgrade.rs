@@ -2,14 +2,12 @@
 //! requests, over TLS on 127.0.0.1.
 
 mod support;
-#[path = "support/tls_pair.rs"]
-mod tls_pair;
 
 use std::io::Write;
 
 use dpspec::http::{dial, ServerConfig};
 use dpspec::upgrade::{build_request, generate_key, Rejection, UpgradeError};
-use tls_pair::{dp_node, start, start_default, start_with, CP_ID, PATIENCE};
+use support::tls_pair::{dp_node, start, start_default, start_with, CP_ID, PATIENCE};
 
 /// The request `dpspec` sends, with the lines starting with `drop` (lowercase names)
 /// removed.
@@ -169,7 +167,7 @@ fn admit_refusal_reaches_the_dp_with_status_reason_and_cp_id() {
 
 #[test]
 fn shared_mode_dial_uses_kong_clustering_and_the_shared_certificate() {
-    let cp = start_with(tls_pair::shared(), ServerConfig::new(CP_ID), None);
+    let cp = start_with(support::tls_pair::shared(), ServerConfig::new(CP_ID), None);
     let opts = cp.dial_opts();
     assert_eq!(opts.effective_server_name(), "kong_clustering");
     let dialed = dial(&opts).unwrap();

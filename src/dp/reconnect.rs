@@ -5,11 +5,12 @@ use std::time::Duration;
 use crate::random;
 
 /// How long the data plane waits before its next connection attempt.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 #[non_exhaustive]
 pub enum Reconnect {
     /// Kong's rule: a random whole number of seconds from 5 to 10 after any failure. The
     /// default.
+    #[default]
     Kong,
     /// Exponential backoff: `initial`, doubled after each failed attempt up to `max`, each
     /// delay drawn at random from its upper half (jitter), back to `initial` after a
@@ -22,12 +23,6 @@ pub enum Reconnect {
     },
     /// Always the same delay (handy in tests).
     Fixed(Duration),
-}
-
-impl Default for Reconnect {
-    fn default() -> Self {
-        Reconnect::Kong
-    }
 }
 
 impl Reconnect {

@@ -1,7 +1,5 @@
 //! A scripted data plane for the control plane tests: `http::dial` + `Channel` + `Peer`,
-//! every step called by the test. Include with `#[path = "support/cp_dp.rs"] mod cp_dp;`
-//! next to `mod support;`.
-#![allow(dead_code)]
+//! every step called by the test. Part of `tests/support`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod cp_dp;
 
 /// Turns on logging once for a test binary (`RUST_LOG=debug cargo test` to see it).
 pub fn init_logs() {
@@ -12,3 +13,4 @@ pub mod logs;
 pub mod pair;
 pub mod proxy;
 pub mod script_cp;
+pub mod tls_pair;

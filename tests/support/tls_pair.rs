@@ -1,7 +1,5 @@
 //! A CP listener on 127.0.0.1:0 with real TLS, and raw TLS clients, for the HTTP and
-//! upgrade tests. Include with `#[path = "support/tls_pair.rs"] mod tls_pair;` next to
-//! `mod support;`.
-#![allow(dead_code)]
+//! upgrade tests. Part of `tests/support`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -160,8 +160,9 @@ pub trait MessageSink: Send + 'static {
 struct Shared {
     tls: Mutex<rustls::Connection>,
     writer: Mutex<Writer>,
-    /// A handle on the socket for shutting it down from any thread.
-    sock: TcpStream,
+    /// The socket, shared by the reader, the writer and shutdown: one descriptor per
+    /// connection (a CP with 10,000 DPs must stay under the open-file limit).
+    sock: Arc<TcpStream>,
     config: ChannelConfig,
     peer_addr: Option<SocketAddr>,
     ended: Mutex<Option<Ended>>,
@@ -211,14 +212,13 @@ impl Channel {
         sock.set_write_timeout(config.write_timeout)
             .map_err(ChannelError::Io)?;
         let _ = sock.set_nodelay(true);
-        let read_sock = sock.try_clone().map_err(ChannelError::Io)?;
-        let write_sock = sock.try_clone().map_err(ChannelError::Io)?;
+        let sock = Arc::new(sock);
         let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
         let shared = Arc::new(Shared {
             tls: Mutex::new(session.into()),
-            writer: Mutex::new(Writer::new(write_sock, role)),
+            writer: Mutex::new(Writer::new(sock.clone(), role)),
             peer_addr: sock.peer_addr().ok(),
-            sock,
+            sock: sock.clone(),
             config,
             ended: Mutex::new(None),
             closing: Mutex::new(None),
@@ -226,7 +226,7 @@ impl Channel {
             reader_thread: OnceLock::new(),
         });
         let channel = Channel { shared };
-        let reader = Reader::new(channel.clone(), read_sock, leftover, role, done_tx);
+        let reader = Reader::new(channel.clone(), sock, leftover, role, done_tx);
         Ok((channel, reader))
     }
 

@@ -3,6 +3,7 @@
 
 use std::io::{self, Read};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -30,7 +31,7 @@ pub enum Incoming {
 /// or [`Reader::spawn`] / [`Reader::spawn_queue`] on a new one.
 pub struct Reader {
     channel: Channel,
-    sock: TcpStream,
+    sock: Arc<TcpStream>,
     decoder: Decoder,
     leftover: Vec<u8>,
     _done: Sender<()>,
@@ -39,7 +40,7 @@ pub struct Reader {
 impl Reader {
     pub(super) fn new(
         channel: Channel,
-        sock: TcpStream,
+        sock: Arc<TcpStream>,
         leftover: Vec<u8>,
         role: Role,
         done: Sender<()>,
@@ -125,7 +126,7 @@ impl Reader {
             if self.decoder.pending() == 0 {
                 self.decoder.shrink();
             }
-            match self.sock.read(&mut raw) {
+            match (&*self.sock).read(&mut raw) {
                 Ok(0) => return self.eof("the peer closed the connection without a close frame"),
                 Ok(n) => {
                     if let Err(ended) = self.feed(&raw[..n]) {

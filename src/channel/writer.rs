@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 use std::net::TcpStream;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tungstenite::protocol::frame::coding::OpCode;
 
@@ -16,7 +16,7 @@ const RECORD: usize = 16 * 1024;
 
 /// The state behind the writer lock.
 pub(super) struct Writer {
-    sock: TcpStream,
+    sock: Arc<TcpStream>,
     role: Role,
     out: Vec<u8>,
     scratch: Vec<u8>,
@@ -26,7 +26,7 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn new(sock: TcpStream, role: Role) -> Writer {
+    pub(super) fn new(sock: Arc<TcpStream>, role: Role) -> Writer {
         Writer {
             sock,
             role,
@@ -140,7 +140,7 @@ impl Writer {
         if self.out.is_empty() {
             return Ok(());
         }
-        let result = self.sock.write_all(&self.out);
+        let result = (&*self.sock).write_all(&self.out);
         self.out.clear();
         result
     }

@@ -283,11 +283,7 @@ fn run(f: &Flags) -> Result<(), String> {
         let t = Instant::now();
         let version = cp.set_config(cfg).map_err(|e| e.to_string())?;
         let stored = t.elapsed();
-        let gz = cp
-            .config_version()
-            .map(|_| ())
-            .ok_or("no config after set_config")?;
-        let _ = gz;
+        cp.config_version().ok_or("no config after set_config")?;
         let mut acked = 0;
         while acked < f.n {
             match events.recv_timeout(Duration::from_secs(120)) {

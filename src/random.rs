@@ -20,13 +20,15 @@ pub(crate) fn fill(buf: &mut [u8]) {
 }
 
 /// A random u64.
+#[cfg(feature = "dp")]
 pub(crate) fn u64() -> u64 {
     let mut b = [0u8; 8];
     fill(&mut b);
     u64::from_le_bytes(b)
 }
 
-/// A random whole number in `low..=high`.
+/// A random whole number in `low..=high` (reconnect jitter).
+#[cfg(feature = "dp")]
 pub(crate) fn range(low: u64, high: u64) -> u64 {
     if high <= low {
         return low;
@@ -73,6 +75,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "dp")]
     fn range_stays_inside() {
         for _ in 0..1000 {
             let v = super::range(5, 10);

@@ -212,38 +212,84 @@ fn request_past_its_deadline_is_not_run() {
     probe(&raw, &rx, 6);
 }
 
-#[test]
-fn fatal_envelopes_close_with_1007_and_the_rule() {
+/// Every fatal rule of interop.md section 4, as bytes, with the words its close reason
+/// must contain and whether an ERROR (ack 1) comes before the close.
+fn fatal_cases() -> Vec<(Vec<u8>, &'static str, bool)> {
+    use dpspec::wrpc::envelope::WebsocketPayload;
     let deadline = (dpspec::wrpc::pending::unix_now() + 30) as u32;
-    let mut zero_seq = PayloadV1::request(1, 1, 1, deadline, vec![]);
-    zero_seq.seq = 0;
-    let no_deadline = PayloadV1::request(1, 1, 1, 0, vec![]);
+    let request = || PayloadV1::request(1, 1, 1, deadline, vec![]);
+    let with = |f: &dyn Fn(&mut PayloadV1)| {
+        let mut p = request();
+        f(&mut p);
+        encode_envelope(&p)
+    };
+    let raw = |w: WebsocketPayload| prost::Message::encode_to_vec(&w);
+    let mut two_payloads = PayloadV1::response(1, 1, 1, 3, vec![1]);
+    two_payloads.payloads.push(vec![2]);
     let mut response_deadline = PayloadV1::response(1, 1, 1, 3, vec![]);
     response_deadline.deadline = 5;
-    let mut zero_svc = PayloadV1::request(1, 1, 1, deadline, vec![]);
-    zero_svc.svc_id = 0;
-    let cases: Vec<(Vec<u8>, &str, bool)> = vec![
+    let mut error_without_error = PayloadV1::error(1, 1, 1, 3, ErrorType::Generic, "x");
+    error_without_error.error = None;
+    let mut begin_wrong_id = PayloadV1::stream_begin(1, 4, 1);
+    begin_wrong_id.stream_id = 9;
+    vec![
         (vec![0xff, 0xff, 0xff], "invalid protobuf", false),
-        (encode_envelope(&zero_seq), "seq is 0", false),
         (
-            encode_envelope(&no_deadline),
-            "request without deadline",
+            raw(WebsocketPayload {
+                version: 2,
+                payload: Some(request()),
+            }),
+            "unsupported wrpc version",
             true,
         ),
+        (
+            raw(WebsocketPayload {
+                version: 1,
+                payload: None,
+            }),
+            "missing payload",
+            false,
+        ),
+        (with(&|p| p.seq = 0), "seq is 0", false),
+        (with(&|p| p.svc_id = 0), "svc_id is 0", true),
+        (with(&|p| p.rpc_id = 0), "rpc_id is 0", true),
+        (with(&|p| p.deadline = 0), "request without deadline", true),
         (
             encode_envelope(&response_deadline),
             "response with deadline",
             true,
         ),
-        (encode_envelope(&zero_svc), "svc_id is 0", true),
-    ];
-    for (bytes, rule, answered) in cases {
+        (
+            encode_envelope(&two_payloads),
+            "response with several payloads",
+            true,
+        ),
+        (
+            encode_envelope(&error_without_error),
+            "error message without error",
+            false,
+        ),
+        (with(&|p| p.mtype = 0), "unknown message type", true),
+        (with(&|p| p.mtype = 9), "unknown message type", true),
+        (with(&|p| p.stream_id = 4), "rpc with stream_id", true),
+        (
+            encode_envelope(&begin_wrong_id),
+            "stream_begin with stream_id != seq",
+            true,
+        ),
+    ]
+}
+
+#[test]
+fn every_fatal_envelope_rule_closes_with_1007_and_names_the_rule() {
+    for (bytes, rule, answered) in fatal_cases() {
         let (peer, raw, rx) = peer_and_raw(echo_services());
         raw.send(&bytes).unwrap();
         if answered {
             let e = next_envelope(&rx);
             assert_eq!(e.mtype, MessageType::Error as i32, "{rule}");
-            assert_eq!(e.ack, 1);
+            assert_eq!(e.ack, 1, "{rule}");
+            assert_eq!(e.error.unwrap().etype, ErrorType::Generic as i32, "{rule}");
         }
         match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
             Incoming::Ended(Ended::ClosedByPeer {
@@ -256,6 +302,36 @@ fn fatal_envelopes_close_with_1007_and_the_rule() {
         }
         assert!(matches!(peer.wait(), Ended::ClosedByUs { code: 1007, .. }));
     }
+}
+
+#[test]
+fn text_frame_gets_close_1003() {
+    use std::io::{Read, Write};
+    let ((cc, cs), (sc, ss)) = support::pair::tls_sessions();
+    let (server, reader) = dpspec::channel::Channel::new(
+        sc,
+        ss,
+        Vec::new(),
+        dpspec::channel::Role::Server,
+        ChannelConfig::default(),
+    )
+    .unwrap();
+    let peer = Peer::new(server, echo_services(), pool(), PeerConfig::default());
+    peer.spawn(reader).unwrap();
+    let mut client = rustls::StreamOwned::new(cc, cs);
+    // FIN + text opcode, masked, 2 bytes "hi" under the mask 0,0,0,0.
+    client
+        .write_all(&[0x81, 0x82, 0, 0, 0, 0, b'h', b'i'])
+        .unwrap();
+    client.flush().unwrap();
+    let mut head = [0u8; 4];
+    client.read_exact(&mut head).unwrap();
+    assert_eq!(head[0], 0x88, "a close frame");
+    let len = (head[1] & 0x7f) as usize;
+    assert_eq!(u16::from_be_bytes([head[2], head[3]]), 1003);
+    let mut reason = vec![0u8; len - 2];
+    client.read_exact(&mut reason).unwrap();
+    assert!(String::from_utf8(reason).unwrap().contains("text frames"));
 }
 
 #[test]

@@ -204,7 +204,7 @@ fn gen_certs(dir: &Path) -> Result<(), String> {
 
 fn echo_services() -> Services {
     let services = Services::new();
-    services.handle::<EchoRpc, _>(|_, req| {
+    services.handle_inline::<EchoRpc, _>(|_, req| {
         let mut s = String::with_capacity(5 + req.s.len());
         s.push_str("echo-");
         s.push_str(&req.s);

@@ -307,8 +307,10 @@ impl Peer {
                 let text = format!("unknown rpc {} of service {}", p.rpc_id, p.svc_id);
                 return self.send_error(&p, ErrorType::InvalidRpc, &text);
             }
-            Lookup::Found(Entry::Unary(handler)) => handler,
+            Lookup::Found(Entry::Unary(handler)) => (handler, false),
+            Lookup::Found(Entry::Inline(handler)) => (handler, true),
         };
+        let (handler, inline) = handler;
         let peer = self.clone();
         let (svc, rpc, seq, deadline) = (p.svc_id, p.rpc_id, p.seq, p.deadline);
         let job = Box::new(move || {
@@ -340,6 +342,9 @@ impl Peer {
                 }
             }
         });
+        if inline {
+            return job();
+        }
         if self.inner.pool.try_submit(job).is_err() {
             log::warn!(
                 "{}: worker queue full; answering seq {seq} overloaded",

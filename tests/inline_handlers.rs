@@ -1,0 +1,63 @@
+//! Handlers run on the reader thread (`Services::handle_inline`), as the echo benchmark
+//! serves them: every reply is checked, sequentially and with calls in flight from
+//! several threads on one connection; a failing inline handler answers an ERROR.
+
+mod support;
+
+use std::time::Duration;
+
+use dpspec::wrpc::{HandlerError, Services};
+use support::echo::{peer_pair, Echo, EchoRequest, EchoResponse, Fail};
+
+fn inline_echo() -> Services {
+    let s = Services::new();
+    s.handle_inline::<Echo, _>(|_, req| {
+        Ok(EchoResponse {
+            s: format!("echo-{}", req.s),
+        })
+    });
+    s.handle_inline::<Fail, _>(|_, req| Err(HandlerError::new(format!("failed: {}", req.s))));
+    s
+}
+
+#[test]
+fn inline_echo_answers_every_call_in_order_and_in_flight() {
+    let (client, _server) = peer_pair(Services::new(), inline_echo());
+    for i in 0..200 {
+        let s = format!("{i:05}-{}", "x".repeat(i % 50));
+        let resp = client.call::<Echo>(&EchoRequest { s: s.clone() }).unwrap();
+        assert_eq!(resp.s, format!("echo-{s}"));
+    }
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let client = client.clone();
+            scope.spawn(move || {
+                for i in 0..50 {
+                    let s = format!("t{t}-{i}");
+                    let resp = client
+                        .call_timeout::<Echo>(
+                            &EchoRequest { s: s.clone() },
+                            Duration::from_secs(10),
+                        )
+                        .unwrap();
+                    assert_eq!(resp.s, format!("echo-{s}"));
+                }
+            });
+        }
+    });
+    assert_eq!(client.pending_calls(), 0);
+}
+
+#[test]
+fn failing_inline_handler_answers_an_error_and_the_connection_stays() {
+    let (client, _server) = peer_pair(Services::new(), inline_echo());
+    let err = client
+        .call::<Fail>(&EchoRequest { s: "boom".into() })
+        .unwrap_err();
+    assert!(err.is_remote(dpspec::wrpc::ErrorType::Generic), "{err:?}");
+    assert!(err.to_string().contains("failed: boom"), "{err}");
+    let resp = client
+        .call::<Echo>(&EchoRequest { s: "after".into() })
+        .unwrap();
+    assert_eq!(resp.s, "echo-after");
+}

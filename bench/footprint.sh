@@ -1,0 +1,31 @@
+#!/bin/sh
+# Footprint: the stripped size of examples/dp built with [profile.small], and the RSS of
+# that DP once connected to examples/cp, config applied, idle for IDLE seconds.
+# Usage: bench/footprint.sh [RUNS] [IDLE]
+set -e
+RUNS=${1:-5}; IDLE=${2:-5}
+cd "$(dirname "$0")/.."
+T=${CARGO_TARGET_DIR:-target}
+cargo build --profile small --example dp >&2
+cargo build --release --example cp --example echo >&2
+DIR=$(mktemp -d)
+trap 'kill $CP $DP 2>/dev/null; rm -rf "$DIR"' EXIT
+"$T/release/examples/echo" gen-certs "$DIR" >/dev/null
+SIZE=$(stat -c %s "$T/small/examples/dp")
+"$T/release/examples/cp" --listen 127.0.0.1:0 --cert "$DIR/server.pem" --key "$DIR/server.key" \
+  --mtls none --config examples/kong.json >"$DIR/cp.out" 2>"$DIR/cp.err" &
+CP=$!
+while ! grep -q listening "$DIR/cp.out" 2>/dev/null; do sleep 0.1; done
+ADDR=$(sed -n 's/.*"addr":"\([^"]*\)".*"event":"listening".*/\1/p; s/.*"event":"listening".*"addr":"\([^"]*\)".*/\1/p' "$DIR/cp.out" | head -1)
+i=0
+while [ $i -lt "$RUNS" ]; do
+  "$T/small/examples/dp" --cp "$ADDR" --ca "$DIR/ca.pem" >"$DIR/dp.out" 2>"$DIR/dp.err" &
+  DP=$!
+  while ! grep -q config_applied "$DIR/dp.out" 2>/dev/null; do sleep 0.1; done
+  sleep "$IDLE"
+  RSS=$(awk '/^VmRSS:/ {print $2}' /proc/$DP/status)
+  THREADS=$(awk '/^Threads:/ {print $2}' /proc/$DP/status)
+  echo "{\"event\":\"idle-dp\",\"run\":$((i+1)),\"stripped_bytes\":$SIZE,\"rss_kib\":$RSS,\"threads\":$THREADS}"
+  kill $DP; wait $DP 2>/dev/null || true
+  i=$((i+1))
+done

@@ -172,10 +172,6 @@ impl DataPlane {
         });
         // The last good config serves before any CP answers.
         if let Some(applied) = shared.intake.load_cache() {
-            shared.update(|st| {
-                st.applied_version = Some(applied.version);
-                st.applied_hash = Some(applied.hash.clone());
-            });
             shared.emit(DpEvent::ConfigApplied {
                 version: applied.version,
                 hash: applied.hash,
@@ -200,7 +196,13 @@ impl DataPlane {
 
     /// A snapshot of the current state.
     pub fn status(&self) -> Status {
-        lock(&self.shared.status).clone()
+        let mut status = lock(&self.shared.status).clone();
+        // The applied config has one source of truth: the intake.
+        if let Some(applied) = self.shared.intake.applied() {
+            status.applied_version = Some(applied.version);
+            status.applied_hash = Some(applied.hash);
+        }
+        status
     }
 
     /// The event stream (one receiver shared by all callers; events are dropped when 1024

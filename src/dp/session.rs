@@ -198,10 +198,6 @@ fn register_sync_config(services: &Services, shared: Weak<Shared>, ping_now: Sen
         let (resp, outcome) = shared.intake.sync(&last_version, req);
         match outcome {
             Outcome::Applied(a) => {
-                shared.update(|st| {
-                    st.applied_version = Some(a.version);
-                    st.applied_hash = Some(a.hash.clone());
-                });
                 shared.emit(DpEvent::ConfigApplied {
                     version: a.version,
                     hash: a.hash,

@@ -32,8 +32,29 @@ pub use server::{peer_certificate, ClientAuth, ServerTls};
 pub const KONG_SERVER_NAME: &str = "kong_clustering";
 
 /// The ring provider; every configuration gets it explicitly.
+///
+/// Cipher suites are ring's, with AES-128-GCM ahead of AES-256-GCM: config pushes are
+/// bulk data (a 1 MiB config to 10,000 DPs is 10 GiB to seal), AES-128 seals it with 10
+/// rounds instead of 14, and it is as acceptable for TLS 1.2 and 1.3 session keys as
+/// AES-256. Kong's nodes (OpenSSL) offer and accept both.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::cipher_suite as cs;
+    let mut provider = rustls::crypto::ring::default_provider();
+    let preferred = [
+        cs::TLS13_AES_128_GCM_SHA256,
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    ];
+    let rest: Vec<_> = provider
+        .cipher_suites
+        .iter()
+        .filter(|s| !preferred.iter().any(|p| p.suite() == s.suite()))
+        .copied()
+        .collect();
+    provider.cipher_suites = preferred.into_iter().chain(rest).collect();
+    Arc::new(provider)
 }
 
 /// The protocol versions we speak.

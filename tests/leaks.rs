@@ -40,7 +40,7 @@ fn cycles(n: usize) {
     }
     let settle = || {
         let deadline = Instant::now() + Duration::from_secs(5);
-        while cp.nodes().len() > 0 && Instant::now() < deadline {
+        while !cp.nodes().is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
     };

@@ -172,6 +172,18 @@ fn converse(
                     negotiated: true,
                 }
             }
+            // A CP that does not answer a ping within the call timeout is gone (a cut or
+            // black-holed network looks like this, with no FIN or RST ever coming): drop
+            // the connection and reconnect rather than wait on it forever.
+            Err(WrpcError::Timeout { .. }) => {
+                let reason = format!(
+                    "the CP did not answer PingCP within {:?}; dropping the connection",
+                    s.call_timeout
+                );
+                log::warn!("{reason}");
+                peer.channel().abort();
+                return SessionEnd::failed(reason, true);
+            }
             Err(e) => log::warn!("PingCP failed: {e}"),
         }
         select! {

@@ -366,12 +366,29 @@ fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
         }
         match accepted {
             Ok((sock, peer)) => {
-                if failing {
-                    log::info!("accepting connections again");
-                    failing = false;
-                }
                 reap(&inner);
-                spawn_conn(&inner, sock, peer);
+                match spawn_conn(&inner, sock, peer) {
+                    Ok(()) if failing => {
+                        log::info!("accepting connections again");
+                        failing = false;
+                    }
+                    Ok(()) => {}
+                    // Out of descriptors or threads just after the accept: the same episode
+                    // as a failed accept, shed and said once, not once per connection.
+                    Err(e) => {
+                        if !failing {
+                            log::warn!(
+                                "accepting a connection failed: cannot serve the connection \
+                                 from {peer}: {e}; shedding connections, retrying every \
+                                 {ACCEPT_BACKOFF:?}"
+                            );
+                            failing = true;
+                        } else {
+                            log::debug!("dropping the connection from {peer}: {e}");
+                        }
+                        thread::sleep(ACCEPT_BACKOFF);
+                    }
+                }
             }
             // The peer gave up before we took it: nothing wrong here.
             Err(e)
@@ -408,14 +425,10 @@ fn reap(inner: &Inner) {
     }
 }
 
-fn spawn_conn(inner: &Arc<Inner>, sock: TcpStream, peer: SocketAddr) {
-    let handle = match sock.try_clone() {
-        Ok(h) => h,
-        Err(e) => {
-            log::warn!("dropping the connection from {peer}: {e}");
-            return;
-        }
-    };
+/// Starts the thread of a new connection; on failure (out of descriptors or threads) the
+/// connection is dropped and the error returned.
+fn spawn_conn(inner: &Arc<Inner>, sock: TcpStream, peer: SocketAddr) -> io::Result<()> {
+    let handle = sock.try_clone()?;
     let id = {
         let mut conns = inner.conns();
         let id = conns.next_id;
@@ -446,10 +459,14 @@ fn spawn_conn(inner: &Arc<Inner>, sock: TcpStream, peer: SocketAddr) {
             if let Some(c) = conns.map.get_mut(&id) {
                 c.thread = Some(t);
             }
+            Ok(())
         }
         Err(e) => {
             conns.map.remove(&id);
-            log::warn!("dropping the connection from {peer}: cannot start its thread: {e}");
+            Err(io::Error::new(
+                e.kind(),
+                format!("cannot start its thread: {e}"),
+            ))
         }
     }
 }

@@ -2,9 +2,9 @@
 //! CP dies in the middle of a push, the DP dies in the middle of writing its cache, the
 //! network goes silent in the middle of a config, and the clocks disagree.
 
-#[path = "support/chaos.rs"]
-mod chaos;
 mod support;
+
+use support::chaos;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -4,9 +4,9 @@
 //! The full run is ignored by default:
 //! `cargo test --release --test leaks -- --ignored`.
 
-#[path = "support/chaos.rs"]
-mod chaos;
 mod support;
+
+use support::chaos;
 
 use std::time::{Duration, Instant};
 

@@ -127,6 +127,9 @@ pub enum ChannelError {
     Closed(Ended),
     /// Writing failed; the connection has been torn down.
     Io(io::Error),
+    /// A write blocked longer than the write timeout: the peer is not reading. The
+    /// connection has been torn down.
+    WriteTimeout(Duration),
     /// A thread could not be started.
     Spawn(io::Error),
 }
@@ -141,6 +144,10 @@ impl fmt::Display for ChannelError {
             ),
             ChannelError::Closed(ended) => write!(f, "channel is closed: {ended}"),
             ChannelError::Io(e) => write!(f, "write failed, connection dropped: {e}"),
+            ChannelError::WriteTimeout(after) => write!(
+                f,
+                "write timed out after {after:?}: the peer is not reading; connection dropped"
+            ),
             ChannelError::Spawn(e) => write!(f, "could not start the reader thread: {e}"),
         }
     }
@@ -256,12 +263,15 @@ impl Channel {
             Ok(()) => Ok(()),
             Err(e) => {
                 drop(w);
-                log::warn!(
-                    "{}: write failed, dropping the connection: {e}",
-                    self.label()
-                );
+                let err = match (e.kind(), self.shared.config.write_timeout) {
+                    (io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut, Some(after)) => {
+                        ChannelError::WriteTimeout(after)
+                    }
+                    _ => ChannelError::Io(e),
+                };
+                log::warn!("{}: {err}", self.label());
                 self.abort();
-                Err(ChannelError::Io(e))
+                Err(err)
             }
         }
     }

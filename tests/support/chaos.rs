@@ -1,9 +1,6 @@
 //! Helpers for the hostile-peer, fault and leak tests: process gauges from /proc, a raw
 //! wRPC data plane that writes whatever envelope the test wants, raw WebSocket frames,
 //! and a TCP relay that can throttle, black-hole or cut its connections.
-//!
-//! Include with `#[path = "support/chaos.rs"] mod chaos;` beside `mod support;`.
-#![allow(dead_code)]
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

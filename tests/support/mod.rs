@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod chaos;
 pub mod cp_dp;
 
 /// Turns on logging once for a test binary (`RUST_LOG=debug cargo test` to see it).

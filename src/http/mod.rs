@@ -10,7 +10,9 @@ use std::fmt;
 use std::io;
 
 pub mod client;
+mod conn;
 pub mod head;
+mod listener;
 pub mod server;
 mod timed;
 
@@ -18,9 +20,8 @@ pub use client::{dial, request, DialOptions, Dialed};
 pub use head::{
     read_request_head, read_response_head, HeadError, HttpLimits, RequestHead, ResponseHead,
 };
-pub use server::{
-    HttpHandler, Listener, Request, Response, ServerConfig, UpgradeHandler, Upgraded,
-};
+pub use listener::Listener;
+pub use server::{HttpHandler, Request, Response, ServerConfig, UpgradeHandler, Upgraded};
 
 /// Errors of the HTTP layer.
 #[derive(Debug)]

@@ -1,0 +1,272 @@
+//! One connection, on its own thread: TLS, one request head under the limits, then an
+//! answer and a close, or the upgrade handed to the [`UpgradeHandler`].
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rustls::StreamOwned;
+
+use super::head::{read_request_head, RequestHead};
+use super::listener::Inner;
+use super::server::{HttpHandler, Request, Response, ServerConfig, Upgraded};
+use super::timed::{set_timeouts, Timed};
+use super::{body_length, drain_plaintext, read_body, BodyLength, HttpError};
+use crate::tls;
+use crate::upgrade::{self, accept_response, check_request, rejection_response, Rejection};
+
+/// Marks a connection thread as done when it ends, even by a panic.
+pub(super) struct Finished<'a> {
+    pub(super) inner: &'a Inner,
+    pub(super) id: u64,
+}
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        let mut conns = self.inner.conns();
+        if let Some(c) = conns.map.get_mut(&self.id) {
+            c.sock = None;
+            conns.finished.push(self.id);
+        }
+    }
+}
+
+type Stream = StreamOwned<rustls::ServerConnection, Timed>;
+
+pub(super) fn serve(inner: &Inner, id: u64, mut sock: TcpStream, peer: SocketAddr) {
+    let cfg = &inner.config;
+    let _ = sock.set_nodelay(true);
+    let mut session = match inner.tls.session() {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot start a TLS session for {peer}: {e}");
+            return;
+        }
+    };
+    let deadline = Instant::now() + cfg.limits.head_timeout;
+    if set_timeouts(&sock, deadline).is_err() {
+        return;
+    }
+    if let Err(e) = tls::server_handshake(&mut session, &mut sock) {
+        log::info!("TLS handshake with {peer} failed: {e}");
+        return;
+    }
+    let deadline = Instant::now() + cfg.limits.head_timeout;
+    let mut stream = StreamOwned::new(session, Timed { sock, deadline });
+    let (head, leftover) = match read_request_head(&mut stream, &cfg.limits) {
+        Ok(read) => read,
+        Err(e) => {
+            match e.status() {
+                Some(status) => {
+                    log::info!("answering {status} to {peer}: {e}");
+                    let rej = Rejection::new(status, e.to_string());
+                    send_and_close(inner, stream, &rejection_response(&rej, &cfg.node_id, true));
+                }
+                None => log::debug!("connection from {peer} ended: {e}"),
+            }
+            return;
+        }
+    };
+    let path = head.path();
+    let with_body = head.method != "HEAD";
+    if path == cfg.wrpc_path || cfg.extra_wrpc_paths.iter().any(|p| p == path) {
+        serve_upgrade(inner, id, stream, head, leftover, peer);
+    } else if let Some((_, handler)) = cfg.handlers.iter().find(|(p, _)| p == path) {
+        serve_plain(inner, stream, head, leftover, peer, handler.as_ref());
+    } else {
+        log::info!("answering 404 to {peer}: {} {}", head.method, head.target);
+        let rej = Rejection::new(404, format!("no endpoint at {path}"));
+        send_and_close(
+            inner,
+            stream,
+            &rejection_response(&rej, &cfg.node_id, with_body),
+        );
+    }
+}
+
+fn serve_upgrade(
+    inner: &Inner,
+    id: u64,
+    mut stream: Stream,
+    head: RequestHead,
+    mut leftover: Vec<u8>,
+    peer: SocketAddr,
+) {
+    let cfg = &inner.config;
+    let with_body = head.method != "HEAD";
+    let req = match check_request(&head).and_then(|req| inner.upgrade.admit(&req).map(|()| req)) {
+        Ok(req) => req,
+        Err(rej) => {
+            log::info!("refusing the upgrade from {peer}: {rej}");
+            send_and_close(
+                inner,
+                stream,
+                &rejection_response(&rej, &cfg.node_id, with_body),
+            );
+            return;
+        }
+    };
+    // From here on the listener no longer cuts this connection at shutdown: the handler
+    // owns it. Refuse if shutdown has begun, so none slips past stop_accepting.
+    let handed_over = {
+        let mut conns = inner.conns();
+        if inner.stopping.load(Ordering::SeqCst) {
+            false
+        } else {
+            if let Some(c) = conns.map.get_mut(&id) {
+                c.sock = None;
+            }
+            true
+        }
+    };
+    if !handed_over {
+        let rej = Rejection::new(503, "the control plane is shutting down");
+        send_and_close(inner, stream, &rejection_response(&rej, &cfg.node_id, true));
+        return;
+    }
+    stream.sock.deadline = write_deadline(cfg);
+    let response = accept_response(&req, &cfg.node_id);
+    if let Err(e) = stream.write_all(&response).and_then(|()| stream.flush()) {
+        log::info!("writing the 101 to {peer} failed: {e}");
+        return;
+    }
+    let StreamOwned { mut conn, sock } = stream;
+    let sock = sock.sock;
+    drain_plaintext(&mut conn, &mut leftover);
+    if let Err(e) = sock
+        .set_read_timeout(None)
+        .and_then(|()| sock.set_write_timeout(cfg.write_timeout))
+    {
+        log::info!("connection from {peer} failed: {e}");
+        return;
+    }
+    log::debug!(
+        "upgraded {peer}: node {} ({}), version {}",
+        req.node.node_id,
+        req.node.hostname,
+        req.node.version
+    );
+    inner.upgrade.upgraded(Upgraded {
+        session: conn,
+        sock,
+        leftover,
+        node: req.node,
+        peer_addr: peer,
+        head: req.head,
+    });
+}
+
+fn serve_plain(
+    inner: &Inner,
+    mut stream: Stream,
+    head: RequestHead,
+    leftover: Vec<u8>,
+    peer: SocketAddr,
+    handler: &dyn HttpHandler,
+) {
+    let cfg = &inner.config;
+    let with_body = head.method != "HEAD";
+    let reject = |stream: Stream, status: u16, reason: String| {
+        log::info!("answering {status} to {peer}: {reason}");
+        let rej = Rejection::new(status, reason);
+        send_and_close(
+            inner,
+            stream,
+            &rejection_response(&rej, &cfg.node_id, with_body),
+        );
+    };
+    let len = match body_length(&head.headers) {
+        Ok(BodyLength::Exactly(n)) => n,
+        Ok(BodyLength::Unspecified) => 0,
+        Err(e @ HttpError::Unsupported(_)) => return reject(stream, 501, e.to_string()),
+        Err(e) => return reject(stream, 400, e.to_string()),
+    };
+    if len > cfg.limits.max_body_bytes {
+        let e = HttpError::BodyTooLarge {
+            limit: cfg.limits.max_body_bytes,
+        };
+        return reject(stream, 413, e.to_string());
+    }
+    stream.sock.deadline = Instant::now() + cfg.limits.head_timeout;
+    let body = match read_body(
+        &mut stream,
+        leftover,
+        BodyLength::Exactly(len),
+        cfg.limits.max_body_bytes,
+    ) {
+        Ok(body) => body,
+        Err(e @ HttpError::Timeout(_)) => return reject(stream, 408, e.to_string()),
+        Err(e) => {
+            log::debug!("connection from {peer} ended: {e}");
+            return;
+        }
+    };
+    let req = Request {
+        peer_certificates: stream
+            .conn
+            .peer_certificates()
+            .map(<[_]>::to_vec)
+            .unwrap_or_default(),
+        head,
+        body,
+        peer_addr: peer,
+    };
+    let resp = match panic::catch_unwind(AssertUnwindSafe(|| handler.handle(&req))) {
+        Ok(resp) => resp,
+        Err(_) => {
+            log::error!("the handler for {} panicked", req.head.path());
+            Response::new(500, "the handler failed\n")
+        }
+    };
+    log::debug!(
+        "{peer} {} {} -> {}",
+        req.head.method,
+        req.head.target,
+        resp.status
+    );
+    let bytes = upgrade::response_bytes(
+        resp.status,
+        &resp.headers,
+        &cfg.node_id,
+        &resp.body,
+        with_body,
+        true,
+    );
+    send_and_close(inner, stream, &bytes);
+}
+
+fn write_deadline(cfg: &ServerConfig) -> Instant {
+    Instant::now() + cfg.write_timeout.unwrap_or(Duration::from_secs(10))
+}
+
+/// The most bytes read and thrown away while closing.
+const LINGER_BYTES: usize = 256 * 1024;
+/// The longest wait for the peer to close after our last response.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// Writes `bytes` and closes gracefully: TLS close_notify, then our side of TCP, then
+/// reads what the peer still sends (for a while) so the close does not reset the
+/// connection and destroy the response before the peer reads it.
+fn send_and_close(inner: &Inner, mut stream: Stream, bytes: &[u8]) {
+    stream.sock.deadline = write_deadline(&inner.config);
+    if stream.write_all(bytes).is_err() {
+        return;
+    }
+    stream.conn.send_close_notify();
+    if stream.flush().is_err() {
+        return;
+    }
+    let mut sock = stream.sock;
+    let _ = sock.sock.shutdown(Shutdown::Write);
+    sock.deadline = Instant::now() + LINGER_TIME;
+    let mut buf = [0u8; 4096];
+    let mut total = 0;
+    while total < LINGER_BYTES {
+        match sock.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+    }
+}

@@ -24,7 +24,7 @@
 //! and tungstenite alone (no wRPC, no thread beyond the two ends), client and server in
 //! this process over loopback, with throwaway certificates.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,9 +32,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dpspec::channel::{Channel, ChannelConfig, Role};
-use dpspec::http::{client, read_request_head, HttpLimits};
+use dpspec::http::{client, Listener, ServerConfig, UpgradeHandler, Upgraded};
 use dpspec::tls::{ClientAuth, ClientTls, Identity, ServerTls, TrustMode};
-use dpspec::upgrade::{accept_response, NodeIdentity, UpgradeRequest};
+use dpspec::upgrade::NodeIdentity;
 use dpspec::wrpc::{Peer, PeerConfig, Services, WorkerPool};
 use dpspec::wrpc_service;
 use serde_json::json;
@@ -219,90 +219,54 @@ fn server(f: &Flags) -> Result<(), String> {
     };
     let identity = Identity::from_pem_files(cert, key).map_err(|e| e.to_string())?;
     let tls = ServerTls::new(identity, ClientAuth::None).map_err(|e| e.to_string())?;
-    let listener = TcpListener::bind(&f.listen).map_err(|e| format!("{}: {e}", f.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let pool = Arc::new(WorkerPool::new("echo", f.workers, 65536).map_err(|e| e.to_string())?);
-    let services = echo_services();
+    let mut config = ServerConfig::new("dpspec-echo");
+    // A plain wRPC server: any wRPC client may call, with no Kong node identity.
+    config.require_node_identity = false;
+    config.extra_wrpc_paths = vec!["/echo".into()];
+    let handler = Arc::new(EchoServer {
+        pool,
+        services: echo_services(),
+    });
+    let listener = Listener::bind(f.listen.as_str(), tls, config, handler)
+        .map_err(|e| format!("{}: {e}", f.listen))?;
     println!(
         "{}",
-        json!({"event": "listening", "addr": addr.to_string()})
+        json!({"event": "listening", "addr": listener.local_addr().to_string()})
     );
     let _ = std::io::stdout().flush();
-    for sock in listener.incoming() {
-        let Ok(sock) = sock else { continue };
-        let (tls, pool, services) = (tls.clone(), pool.clone(), services.clone());
-        let spawned = std::thread::Builder::new()
-            .name("echo-conn".into())
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                if let Err(e) = serve_conn(sock, &tls, pool, services) {
-                    log::info!("connection ended: {e}");
-                }
-            });
-        if let Err(e) = spawned {
-            log::warn!("cannot start a connection thread: {e}");
-        }
+    // Serve until killed.
+    loop {
+        std::thread::park();
     }
-    Ok(())
 }
 
-/// TLS, one upgrade request on `/v1/wrpc` or `/echo` (no identity asked), then the peer.
-fn serve_conn(
-    mut sock: TcpStream,
-    tls: &ServerTls,
+/// Runs each upgraded connection's peer on the connection's own thread.
+struct EchoServer {
     pool: Arc<WorkerPool>,
     services: Services,
-) -> Result<(), String> {
-    let peer_addr = sock.peer_addr().map_err(|e| e.to_string())?;
-    sock.set_nodelay(true).map_err(|e| e.to_string())?;
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    let mut session = tls.session().map_err(|e| e.to_string())?;
-    dpspec::tls::server_handshake(&mut session, &mut sock).map_err(|e| e.to_string())?;
-    let mut stream = rustls::StreamOwned::new(session, sock);
-    let (head, mut leftover) =
-        read_request_head(&mut stream, &HttpLimits::default()).map_err(|e| e.to_string())?;
-    let key = head
-        .header_str("sec-websocket-key")
-        .map(|k| k.trim().to_string());
-    let path_ok = matches!(head.path(), "/v1/wrpc" | "/echo");
-    let (true, "GET", Some(key)) = (path_ok, head.method.as_str(), key) else {
-        let body = "this endpoint takes a WebSocket upgrade to wRPC at /v1/wrpc or /echo\n";
-        let resp = format!(
-            "HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = stream.write_all(resp.as_bytes());
-        let _ = stream.flush();
-        return Err(format!(
-            "{peer_addr}: refused {} {}",
-            head.method, head.target
-        ));
-    };
-    let req = UpgradeRequest {
-        key,
-        node: NodeIdentity::default(),
-        head,
-    };
-    stream
-        .write_all(&accept_response(&req, "dpspec-echo"))
-        .and_then(|()| stream.flush())
-        .map_err(|e| e.to_string())?;
-    let rustls::StreamOwned { mut conn, sock } = stream;
-    // Plaintext the session already decrypted belongs to the first frames.
-    let mut buf = [0u8; 4096];
-    while let Ok(n @ 1..) = conn.reader().read(&mut buf) {
-        leftover.extend_from_slice(&buf[..n]);
+}
+
+impl UpgradeHandler for EchoServer {
+    fn upgraded(&self, up: Upgraded) {
+        let cfg = ChannelConfig {
+            label: up.peer_addr.to_string(),
+            ..ChannelConfig::default()
+        };
+        match Channel::new(up.session, up.sock, up.leftover, Role::Server, cfg) {
+            Ok((channel, reader)) => {
+                let peer = Peer::new(
+                    channel,
+                    self.services.clone(),
+                    self.pool.clone(),
+                    PeerConfig::default(),
+                );
+                let ended = peer.serve(reader);
+                log::info!("{}: {ended}", up.peer_addr);
+            }
+            Err(e) => log::warn!("{}: {e}", up.peer_addr),
+        }
     }
-    let cfg = ChannelConfig {
-        label: peer_addr.to_string(),
-        ..ChannelConfig::default()
-    };
-    let (channel, reader) =
-        Channel::new(conn, sock, leftover, Role::Server, cfg).map_err(|e| e.to_string())?;
-    let peer = Peer::new(channel, services, pool, PeerConfig::default());
-    let ended = peer.serve(reader);
-    Err(format!("{peer_addr}: {ended}"))
 }
 
 // ---------------------------------------------------------------------------------------

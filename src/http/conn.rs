@@ -15,7 +15,10 @@ use super::server::{HttpHandler, Request, Response, ServerConfig, Upgraded};
 use super::timed::{set_timeouts, Timed};
 use super::{body_length, drain_plaintext, read_body, BodyLength, HttpError};
 use crate::tls;
-use crate::upgrade::{self, accept_response, check_request, rejection_response, Rejection};
+use crate::upgrade::{
+    self, accept_response, check_request, check_request_without_identity, rejection_response,
+    Rejection,
+};
 
 /// Marks a connection thread as done when it ends, even by a panic.
 pub(super) struct Finished<'a> {
@@ -96,7 +99,12 @@ fn serve_upgrade(
 ) {
     let cfg = &inner.config;
     let with_body = head.method != "HEAD";
-    let req = match check_request(&head).and_then(|req| inner.upgrade.admit(&req).map(|()| req)) {
+    let checked = if inner.config.require_node_identity {
+        check_request(&head)
+    } else {
+        check_request_without_identity(&head)
+    };
+    let req = match checked.and_then(|req| inner.upgrade.admit(&req).map(|()| req)) {
         Ok(req) => req,
         Err(rej) => {
             log::info!("refusing the upgrade from {peer}: {rej}");

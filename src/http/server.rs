@@ -129,6 +129,10 @@ pub struct ServerConfig {
     /// forever. Default 10 s. `None`: no timeout on the upgraded socket (responses still
     /// get 10 s).
     pub write_timeout: Option<Duration>,
+    /// Whether an upgrade must carry a Kong node identity (node id and version, in the
+    /// query or the `kong-*` headers). Default true, as Kong's CP requires; false for
+    /// plain wRPC services that any wRPC client may call.
+    pub require_node_identity: bool,
     /// The stack size of each connection thread, which also runs
     /// [`UpgradeHandler::upgraded`]. Default 256 KiB.
     pub conn_stack_size: usize,
@@ -144,6 +148,7 @@ impl ServerConfig {
             wrpc_path: WRPC_PATH.to_string(),
             extra_wrpc_paths: Vec::new(),
             write_timeout: Some(Duration::from_secs(10)),
+            require_node_identity: true,
             conn_stack_size: 256 * 1024,
         }
     }
@@ -195,6 +200,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("wrpc_path", &self.wrpc_path)
             .field("extra_wrpc_paths", &self.extra_wrpc_paths)
             .field("write_timeout", &self.write_timeout)
+            .field("require_node_identity", &self.require_node_identity)
             .field("conn_stack_size", &self.conn_stack_size)
             .finish()
     }

@@ -21,7 +21,10 @@ mod tests;
 pub(crate) use client::push_node_headers;
 pub use client::{build_request, check_response, generate_key};
 pub(crate) use server::response_bytes;
-pub use server::{accept_response, check_request, rejection_response, Rejection, UpgradeRequest};
+pub use server::{
+    accept_response, check_request, check_request_without_identity, rejection_response, Rejection,
+    UpgradeRequest,
+};
 
 /// The WebSocket subprotocol every wRPC peer offers and answers.
 pub const WRPC_SUBPROTOCOL: &str = "wrpc.konghq.com";

@@ -74,6 +74,16 @@ pub struct UpgradeRequest {
 /// control characters. Every refusal but the version and subprotocol ones is a `400`
 /// saying what was wrong.
 pub fn check_request(head: &RequestHead) -> Result<UpgradeRequest, Rejection> {
+    check(head, true)
+}
+
+/// [`check_request`] for plain wRPC services that any wRPC client may call: the Kong node
+/// identity is not required (an identity that is sent is still checked).
+pub fn check_request_without_identity(head: &RequestHead) -> Result<UpgradeRequest, Rejection> {
+    check(head, false)
+}
+
+fn check(head: &RequestHead, identity_required: bool) -> Result<UpgradeRequest, Rejection> {
     if head.method == "HEAD" {
         return Err(Rejection::bad(
             "this endpoint takes only a WebSocket upgrade (GET) to wRPC",
@@ -125,9 +135,9 @@ pub fn check_request(head: &RequestHead) -> Result<UpgradeRequest, Rejection> {
         .with_header("Sec-WebSocket-Protocol", WRPC_SUBPROTOCOL));
     }
     let node = NodeIdentity {
-        node_id: identity_field(head, HEADER_NODE_ID, "node_id", true)?,
+        node_id: identity_field(head, HEADER_NODE_ID, "node_id", identity_required)?,
         hostname: identity_field(head, HEADER_HOSTNAME, "node_hostname", false)?,
-        version: identity_field(head, HEADER_VERSION, "node_version", true)?,
+        version: identity_field(head, HEADER_VERSION, "node_version", identity_required)?,
     };
     Ok(UpgradeRequest {
         key,

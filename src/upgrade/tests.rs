@@ -358,3 +358,17 @@ fn rejection_response_bytes() {
     let head_only = rejection_response(&rej, "cp-1", false);
     assert!(head_only.ends_with(b"Connection: close\r\n\r\n"));
 }
+
+#[test]
+fn plain_wrpc_services_may_take_upgrades_without_identity() {
+    let head = edited(&["kong-node-id", "kong-version", "kong-hostname"], "");
+    let mut anonymous = head.clone();
+    anonymous.target = "/v1/wrpc".into();
+    assert_eq!(check_request(&anonymous).unwrap_err().status, 400);
+    let req = check_request_without_identity(&anonymous).unwrap();
+    assert_eq!(req.node, NodeIdentity::default());
+    // An identity that is sent is still checked.
+    let mut bad = anonymous.clone();
+    bad.target = format!("/v1/wrpc?node_id={}&node_version=3.1.0", "x".repeat(300));
+    assert!(check_request_without_identity(&bad).is_err());
+}

@@ -40,6 +40,10 @@ pub(crate) struct Intake {
     handler: Arc<dyn ConfigHandler>,
     max_inflated: usize,
     cache_dir: Option<PathBuf>,
+    /// Held for a whole apply: configs are applied one at a time.
+    one_at_a_time: Mutex<()>,
+    /// The config in force, published once it is applied and cached; read by pings and
+    /// `status()` without waiting for a handler.
     applied: Mutex<Option<Applied>>,
 }
 
@@ -53,6 +57,7 @@ impl Intake {
             handler,
             max_inflated,
             cache_dir,
+            one_at_a_time: Mutex::new(()),
             applied: Mutex::new(None),
         }
     }
@@ -83,14 +88,14 @@ impl Intake {
             hashes: &cached.hashes,
             from_cache: true,
         };
-        let mut applied = lock(&self.applied);
+        let _one = lock(&self.one_at_a_time);
         match self.handler.apply(&update) {
             Ok(()) => {
                 let a = Applied {
                     version: cached.version,
                     hash: cached.hash.clone(),
                 };
-                *applied = Some(a.clone());
+                *lock(&self.applied) = Some(a.clone());
                 log::info!("applied the cached config (hash {})", cached.hash);
                 Some(a)
             }
@@ -109,7 +114,7 @@ impl Intake {
         req: SyncConfigRequest,
     ) -> (SyncConfigResponse, Outcome) {
         // One config at a time: a concurrent older push waits, then is ignored.
-        let mut applied = lock(&self.applied);
+        let _one = lock(&self.one_at_a_time);
         {
             let mut last = lock(last_version);
             if req.version <= *last {
@@ -144,12 +149,13 @@ impl Intake {
             Err(e) => return reject(e.to_string()),
         };
         let (hash, hashes) = hashes_of(&req, &parsed);
-        if applied.as_ref().is_some_and(|a| a.hash == hash) {
-            log::info!("config version {version} has the applied hash {hash}; not re-applying");
-            if let Some(a) = applied.as_mut() {
+        {
+            let mut applied = lock(&self.applied);
+            if let Some(a) = applied.as_mut().filter(|a| a.hash == hash) {
+                log::info!("config version {version} has the applied hash {hash}; not re-applying");
                 a.version = version;
+                return (accepted(), Outcome::Unchanged);
             }
-            return (accepted(), Outcome::Unchanged);
         }
         let update = ConfigUpdate {
             config: &parsed,
@@ -173,8 +179,7 @@ impl Intake {
             version,
             hash: hash.clone(),
         };
-        *applied = Some(a.clone());
-        drop(applied);
+        // Cache first, then publish: whatever status() and PingCP report is on disk.
         if let Some(dir) = &self.cache_dir {
             let cached = CachedConfig {
                 version,
@@ -186,6 +191,7 @@ impl Intake {
                 log::warn!("could not write the config cache in {}: {e}", dir.display());
             }
         }
+        *lock(&self.applied) = Some(a.clone());
         (accepted(), Outcome::Applied(a))
     }
 }

@@ -13,6 +13,7 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -179,6 +180,15 @@ struct Shared {
     /// Disconnected once the reader has finished.
     done: Receiver<()>,
     reader_thread: OnceLock<ThreadId>,
+    /// Senders waiting for the writer lock. A sender that sees others waiting leaves its
+    /// sealed records for the last one to write, so concurrent messages share system calls
+    /// and TLS writes instead of paying one each.
+    waiting: AtomicUsize,
+    /// The reader is handling the frames of one read; what it sends meanwhile (inline
+    /// handlers' answers) is written once, when the batch is done.
+    corked: AtomicBool,
+    /// The reader left sealed records unwritten while corked.
+    corked_pending: AtomicBool,
 }
 
 /// A handle for sending on and closing a channel. Cheap to clone; every clone is the same
@@ -231,6 +241,9 @@ impl Channel {
             closing: Mutex::new(None),
             done: done_rx,
             reader_thread: OnceLock::new(),
+            waiting: AtomicUsize::new(0),
+            corked: AtomicBool::new(false),
+            corked_pending: AtomicBool::new(false),
         });
         let channel = Channel { shared };
         let reader = Reader::new(channel.clone(), sock, leftover, role, done_tx);
@@ -238,7 +251,9 @@ impl Channel {
     }
 
     /// Sends one binary message, unfragmented. Blocks until it is written to the socket
-    /// (at most the write timeout). Messages from concurrent senders never interleave.
+    /// (at most the write timeout), or handed to a sender that is about to write: when
+    /// several threads send at once, the last one writes what the others sealed in one
+    /// system call. Messages from concurrent senders never interleave.
     pub fn send(&self, message: &[u8]) -> Result<(), ChannelError> {
         let max = self.shared.config.max_message_size;
         if message.len() > max {
@@ -247,7 +262,10 @@ impl Channel {
                 max,
             });
         }
-        let mut w = lock(&self.shared.writer);
+        let shared = &self.shared;
+        shared.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut w = lock(&shared.writer);
+        shared.waiting.fetch_sub(1, Ordering::SeqCst);
         if let Some(ended) = self.ended() {
             return Err(ChannelError::Closed(ended));
         }
@@ -259,19 +277,18 @@ impl Channel {
                 reason: "a write failed".into(),
             }));
         }
-        match w.write_frame(&self.shared.tls, OpCode::Data(Data::Binary), message) {
+        // Someone waiting for the lock will write our records with theirs; the reader
+        // writes its batch when the batch is done.
+        let corked = shared.corked.load(Ordering::SeqCst) && self.on_reader_thread();
+        let flush = !corked && shared.waiting.load(Ordering::SeqCst) == 0;
+        if corked {
+            shared.corked_pending.store(true, Ordering::SeqCst);
+        }
+        match w.write_frame(&shared.tls, OpCode::Data(Data::Binary), message, flush) {
             Ok(()) => Ok(()),
             Err(e) => {
                 drop(w);
-                let err = match (e.kind(), self.shared.config.write_timeout) {
-                    (io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut, Some(after)) => {
-                        ChannelError::WriteTimeout(after)
-                    }
-                    _ => ChannelError::Io(e),
-                };
-                log::warn!("{}: {err}", self.label());
-                self.abort();
-                Err(err)
+                Err(self.write_failed(e))
             }
         }
     }
@@ -351,7 +368,7 @@ impl Channel {
         }
         let payload = close_payload(code, reason);
         let frame = OpCode::Control(Control::Close);
-        if let Err(e) = w.write_frame(&self.shared.tls, frame, &payload) {
+        if let Err(e) = w.write_frame(&self.shared.tls, frame, &payload, true) {
             log::debug!("{}: could not send the close frame: {e}", self.label());
             drop(w);
             self.abort();
@@ -369,7 +386,12 @@ impl Channel {
         if self.close_sent().is_some() || w.broken {
             return;
         }
-        let _ = w.write_frame(&self.shared.tls, OpCode::Control(Control::Pong), payload);
+        let _ = w.write_frame(
+            &self.shared.tls,
+            OpCode::Control(Control::Pong),
+            payload,
+            true,
+        );
     }
 
     /// Writes what TLS produced on its own while reading (alerts, key updates). If a sender
@@ -379,6 +401,43 @@ impl Channel {
             Ok(mut w) => w.flush_tls(&self.shared.tls),
             Err(_) => Ok(()),
         }
+    }
+
+    fn on_reader_thread(&self) -> bool {
+        self.shared.reader_thread.get() == Some(&std::thread::current().id())
+    }
+
+    /// Called by the reader around the frames of one read.
+    fn cork(&self) {
+        self.shared.corked.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends the reader's batch and writes what it sealed meanwhile.
+    fn uncork(&self) -> Result<(), ChannelError> {
+        self.shared.corked.store(false, Ordering::SeqCst);
+        if self.shared.corked_pending.swap(false, Ordering::SeqCst) {
+            let mut w = lock(&self.shared.writer);
+            if !w.broken {
+                let result = w.flush();
+                drop(w);
+                return result.map_err(|e| self.write_failed(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// A write failed: says why (a timeout means the peer is not reading), logs it once,
+    /// and tears the connection down.
+    fn write_failed(&self, e: io::Error) -> ChannelError {
+        let err = match (e.kind(), self.shared.config.write_timeout) {
+            (io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut, Some(after)) => {
+                ChannelError::WriteTimeout(after)
+            }
+            _ => ChannelError::Io(e),
+        };
+        log::warn!("{}: {err}", self.label());
+        self.abort();
+        err
     }
 
     fn close_sent(&self) -> Option<(u16, String)> {

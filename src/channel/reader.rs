@@ -103,6 +103,7 @@ impl Reader {
         let mut desynced = false;
         let mut raw = vec![0u8; READ_CHUNK];
         loop {
+            self.channel.cork();
             while !desynced {
                 match self.decoder.next() {
                     Ok(Some(frame)) => {
@@ -122,6 +123,11 @@ impl Reader {
                         desynced = true;
                     }
                 }
+            }
+            if let Err(e) = self.channel.uncork() {
+                return Ended::Failed {
+                    reason: format!("write failed: {e}"),
+                };
             }
             if self.decoder.pending() == 0 {
                 self.decoder.shrink();

@@ -37,14 +37,20 @@ impl Writer {
         }
     }
 
-    /// Frames, encrypts and writes one whole message. On error the writer is marked broken.
+    /// Frames and encrypts one whole message, then writes everything sealed so far if
+    /// `flush` (else it waits in `out` for the next flush: see `Channel::send`). On error
+    /// the writer is marked broken.
     pub(super) fn write_frame(
         &mut self,
         tls: &Mutex<rustls::Connection>,
         opcode: OpCode,
         payload: &[u8],
+        flush: bool,
     ) -> io::Result<()> {
-        let result = self.write_frame_inner(tls, opcode, payload);
+        let mut result = self.write_frame_inner(tls, opcode, payload);
+        if flush && result.is_ok() {
+            result = self.flush_out();
+        }
         if result.is_err() {
             self.broken = true;
         }
@@ -52,8 +58,17 @@ impl Writer {
         if self.scratch.capacity() > 2 * RECORD + MAX_HEADER_LEN {
             self.scratch = Vec::new();
         }
-        if self.out.capacity() > 4 * RECORD {
+        if self.out.is_empty() && self.out.capacity() > 4 * RECORD {
             self.out = Vec::new();
+        }
+        result
+    }
+
+    /// Writes everything sealed so far.
+    pub(super) fn flush(&mut self) -> io::Result<()> {
+        let result = self.flush_out();
+        if result.is_err() {
+            self.broken = true;
         }
         result
     }
@@ -87,7 +102,7 @@ impl Writer {
             }
             self.scratch.clear();
         }
-        self.flush_out()
+        Ok(())
     }
 
     /// Encrypts whatever rustls wants to send on its own (alerts, close_notify, key updates)

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::envelope::{decode_envelope, encode_envelope, ErrorType, PayloadV1};
-use super::pending::{deadline_after, is_past, Pending, Resolved, SeqCounter};
+use super::pending::{deadline_after, is_past, AnswerSlot, Pending, Resolved, SeqCounter};
 use super::pool::WorkerPool;
 use super::service::{Context, Entry, Lookup, Services};
 use super::stream::{OutboundStream, Streams};
@@ -131,16 +131,18 @@ impl Peer {
         name: &str,
     ) -> Result<Vec<u8>, WrpcError> {
         let seq = self.next_seq();
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        self.inner.pending.insert(seq, svc_id, rpc_id, tx)?;
+        let slot = Arc::new(AnswerSlot::default());
+        self.inner
+            .pending
+            .insert(seq, svc_id, rpc_id, slot.clone())?;
         let msg = PayloadV1::request(svc_id, rpc_id, seq, deadline_after(timeout), body);
         if let Err(e) = self.send_envelope(&msg) {
             self.inner.pending.remove(seq);
             return Err(e);
         }
-        match rx.recv_timeout(timeout) {
-            Ok(answer) => answer,
-            Err(_) => {
+        match slot.wait_timeout(timeout) {
+            Some(answer) => answer,
+            None => {
                 self.inner.pending.remove(seq);
                 Err(WrpcError::Timeout {
                     name: name.to_string(),

@@ -3,10 +3,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use crossbeam_channel::Sender;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::WrpcError;
 use crate::channel::lock;
@@ -42,10 +40,49 @@ impl SeqCounter {
 /// What a waiting caller receives: the response body, or why there is none.
 pub type Answer = Result<Vec<u8>, WrpcError>;
 
+/// Where one call's answer lands. The caller parks on it at once: a channel receiver
+/// spins and yields before it parks, and dozens of waiting callers doing that on two cores
+/// take the CPU from the reader threads that deliver the answers.
+#[derive(Default)]
+pub struct AnswerSlot {
+    value: Mutex<Option<Answer>>,
+    ready: Condvar,
+}
+
+impl AnswerSlot {
+    /// Delivers the answer (only the first one counts) and wakes the caller.
+    pub fn put(&self, answer: Answer) {
+        let mut value = lock(&self.value);
+        if value.is_none() {
+            *value = Some(answer);
+            self.ready.notify_one();
+        }
+    }
+
+    /// Waits at most `timeout` for the answer.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Answer> {
+        let deadline = Instant::now() + timeout;
+        let mut value = lock(&self.value);
+        loop {
+            if let Some(answer) = value.take() {
+                return Some(answer);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            value = match self.ready.wait_timeout(value, left) {
+                Ok((v, _)) => v,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+}
+
 struct Slot {
     svc_id: u32,
     rpc_id: u32,
-    tx: Sender<Answer>,
+    answer: Arc<AnswerSlot>,
 }
 
 /// The calls of one connection that wait for an answer, by the seq of their request.
@@ -79,13 +116,20 @@ impl Pending {
         seq: u32,
         svc_id: u32,
         rpc_id: u32,
-        tx: Sender<Answer>,
+        answer: Arc<AnswerSlot>,
     ) -> Result<(), WrpcError> {
         let mut t = lock(&self.inner);
         if let Some(e) = &t.closed {
             return Err(e.clone());
         }
-        t.slots.insert(seq, Slot { svc_id, rpc_id, tx });
+        t.slots.insert(
+            seq,
+            Slot {
+                svc_id,
+                rpc_id,
+                answer,
+            },
+        );
         Ok(())
     }
 
@@ -100,13 +144,13 @@ impl Pending {
             return Resolved::Stray;
         };
         if slot.svc_id != svc_id || slot.rpc_id != rpc_id {
-            let _ = slot.tx.try_send(Err(WrpcError::Mismatch {
+            slot.answer.put(Err(WrpcError::Mismatch {
                 expected: (slot.svc_id, slot.rpc_id),
                 got: (svc_id, rpc_id),
             }));
             return Resolved::Mismatched;
         }
-        let _ = slot.tx.try_send(answer);
+        slot.answer.put(answer);
         Resolved::Delivered
     }
 
@@ -116,7 +160,7 @@ impl Pending {
         let Some(slot) = lock(&self.inner).slots.remove(&ack) else {
             return Resolved::Stray;
         };
-        let _ = slot.tx.try_send(answer);
+        slot.answer.put(answer);
         Resolved::Delivered
     }
 
@@ -128,7 +172,7 @@ impl Pending {
             std::mem::take(&mut t.slots)
         };
         for (_, slot) in slots {
-            let _ = slot.tx.try_send(Err(error.clone()));
+            slot.answer.put(Err(error.clone()));
         }
     }
 
@@ -182,26 +226,23 @@ mod tests {
     #[test]
     fn stray_and_mismatched_answers_are_told_apart() {
         let p = Pending::default();
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        p.insert(7, 1, 2, tx).unwrap();
+        let slot = Arc::new(AnswerSlot::default());
+        p.insert(7, 1, 2, slot.clone()).unwrap();
         assert_eq!(p.resolve(8, 1, 2, Ok(vec![])), Resolved::Stray);
         assert_eq!(p.resolve(7, 1, 3, Ok(vec![])), Resolved::Mismatched);
-        assert!(matches!(
-            rx.recv().unwrap(),
-            Err(WrpcError::Mismatch { .. })
-        ));
+        let got = slot.wait_timeout(Duration::from_secs(1)).unwrap();
+        assert!(matches!(got, Err(WrpcError::Mismatch { .. })));
         assert_eq!(p.resolve(7, 1, 2, Ok(vec![])), Resolved::Stray);
     }
 
     #[test]
     fn close_fails_waiting_and_later_calls() {
         let p = Pending::default();
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        p.insert(1, 1, 1, tx).unwrap();
+        let slot = Arc::new(AnswerSlot::default());
+        p.insert(1, 1, 1, slot.clone()).unwrap();
         p.close(WrpcError::Timeout { name: "x".into() });
-        assert!(rx.recv().unwrap().is_err());
-        let (tx, _rx) = crossbeam_channel::bounded(1);
-        assert!(p.insert(2, 1, 1, tx).is_err());
+        assert!(slot.wait_timeout(Duration::from_secs(1)).unwrap().is_err());
+        assert!(p.insert(2, 1, 1, Arc::default()).is_err());
     }
 
     #[test]

@@ -30,7 +30,11 @@ use dpspec::wrpc::ErrorType;
 
 fn config() -> ProptestConfig {
     ProptestConfig {
-        cases: 64,
+        // Modest by default; PROPTEST_CASES sets another count.
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(128),
         // Failures are reported with their minimal input; no files are written.
         failure_persistence: None,
         ..ProptestConfig::default()

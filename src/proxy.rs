@@ -326,11 +326,36 @@ enum HeadError {
     Proxy(ProxyError),
 }
 
-/// Reads the answer head byte by byte (so nothing past it is consumed) and parses it.
-fn read_head(
-    sock: &mut TcpStream,
+/// Reads a proxy's answer to a CONNECT from `r`, exactly as [`tunnel`] does: byte by
+/// byte, so nothing past the head is consumed, at most [`MAX_HEAD_BYTES`] bytes and 64
+/// header lines. `proxy` names the proxy in errors.
+///
+/// Returns the status and reason phrase of any well-formed `HTTP/1.x` answer, 2xx or
+/// not (the caller decides); errors are [`ProxyError::Closed`] (nothing arrived),
+/// [`ProxyError::NotHttp`], [`ProxyError::HeadTooLarge`], and [`ProxyError::Timeout`]
+/// or [`ProxyError::Io`] for read failures. It needs no socket, so it can be tested and
+/// fuzzed on bytes.
+pub fn read_connect_answer(r: &mut impl Read, proxy: &str) -> Result<(u16, String), ProxyError> {
+    read_head(r, proxy, &|_| Ok(())).map_err(|e| match e {
+        HeadError::Proxy(p) => p,
+        HeadError::Io(source) => match source.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ProxyError::Timeout {
+                proxy: proxy.to_string(),
+            },
+            _ => ProxyError::Io {
+                proxy: proxy.to_string(),
+                source,
+            },
+        },
+    })
+}
+
+/// Reads the answer head byte by byte (so nothing past it is consumed) and parses it,
+/// calling `refresh_timeouts` before each read.
+fn read_head<R: Read>(
+    sock: &mut R,
     name: &str,
-    refresh_timeouts: &dyn Fn(&TcpStream) -> io::Result<()>,
+    refresh_timeouts: &dyn Fn(&R) -> io::Result<()>,
 ) -> Result<(u16, String), HeadError> {
     let not_http = || {
         HeadError::Proxy(ProxyError::NotHttp {
@@ -495,6 +520,32 @@ mod tests {
         let d = format!("{p:?}");
         assert!(!d.contains("hunter2") && d.contains("<redacted>"), "{d}");
         assert!(!format!("{p:#?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn connect_answer_from_bytes() {
+        let mut r = io::Cursor::new(&b"HTTP/1.1 200 Connection established\r\n\r\nTLS"[..]);
+        let (status, reason) = read_connect_answer(&mut r, "p:1").unwrap();
+        assert_eq!((status, reason.as_str()), (200, "Connection established"));
+        // Nothing past the head was consumed.
+        assert_eq!(r.position(), 39);
+        let mut r = io::Cursor::new(&b"HTTP/1.0 407 Auth\r\nProxy-Authenticate: Basic\r\n\r\n"[..]);
+        assert_eq!(read_connect_answer(&mut r, "p:1").unwrap().0, 407);
+        for (bytes, want) in [
+            (&b""[..], "Closed"),
+            (b"HTTP/1.1 200 OK\r\n", "NotHttp"),
+            (b"SSH-2.0-OpenSSH\r\n", "NotHttp"),
+            (b"HTTP/1.1 2000 OK\r\n\r\n", "NotHttp"),
+        ] {
+            let e = read_connect_answer(&mut io::Cursor::new(bytes), "p:1").unwrap_err();
+            assert!(format!("{e:?}").starts_with(want), "{bytes:?}: {e:?}");
+        }
+        let mut big = b"HTTP/1.1 200 OK\r\n".to_vec();
+        big.extend(std::iter::repeat_n(b"X-A: b\r\n".as_slice(), 2000).flatten());
+        assert!(matches!(
+            read_connect_answer(&mut io::Cursor::new(big), "p:1"),
+            Err(ProxyError::HeadTooLarge { .. })
+        ));
     }
 
     #[test]

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use rustls::StreamOwned;
 
-use super::head::{push_header, read_response_head, HttpLimits, ResponseHead};
+use super::head::{push_header, read_response_head, HeadError, HttpLimits, ResponseHead};
 use super::timed::{set_timeouts, Timed};
 use super::{body_length, drain_plaintext, io_error, read_body, HttpError};
 use crate::proxy::{self, ProxyUrl};
 use crate::tcp;
-use crate::tls::{self, ClientTls};
+use crate::tls::{self, ClientTls, TlsError};
 use crate::upgrade::{self, build_request, check_response, NodeIdentity, UpgradeError, WRPC_PATH};
 use crate::Error;
 
@@ -115,7 +115,7 @@ pub fn dial(opts: &DialOptions) -> Result<Dialed, Error> {
         .and_then(|()| stream.flush())
         .map_err(|e| io_error(e, "sending the upgrade request"))?;
     let (response, mut leftover) =
-        read_response_head(&mut stream, &opts.limits).map_err(HttpError::Head)?;
+        read_response_head(&mut stream, &opts.limits).map_err(head_error)?;
     if let Err(e) = check_response(&response, &key) {
         return Err(match e {
             UpgradeError::Refused(mut refusal) => {
@@ -154,6 +154,19 @@ pub fn dial(opts: &DialOptions) -> Result<Dialed, Error> {
         leftover,
         response,
     })
+}
+
+/// Maps a failure to read the CP's answer head. With TLS 1.3 the CP refuses our client
+/// certificate only after our side of the handshake is done, so its alert arrives on this
+/// first read: that is a TLS error ([`TlsError::ClientCertMissing`],
+/// [`TlsError::ClientCertRejected`], ...), not an HTTP one.
+fn head_error(e: HeadError) -> Error {
+    match e {
+        HeadError::Io(io) if io.get_ref().is_some_and(|i| i.is::<rustls::Error>()) => {
+            Error::Tls(TlsError::from_stream_error(io, rustls::Side::Client))
+        }
+        e => HttpError::Head(e).into(),
+    }
 }
 
 /// TCP or the proxy tunnel, then TLS, within the connect timeout.
@@ -218,8 +231,7 @@ pub fn request(
         .write_all(&out)
         .and_then(|()| stream.flush())
         .map_err(|e| io_error(e, "sending the request"))?;
-    let (head, leftover) =
-        read_response_head(&mut stream, &opts.limits).map_err(HttpError::Head)?;
+    let (head, leftover) = read_response_head(&mut stream, &opts.limits).map_err(head_error)?;
     let no_body = method == "HEAD" || head.status < 200 || head.status == 204 || head.status == 304;
     let body = if no_body {
         Vec::new()
@@ -245,6 +257,34 @@ mod tests {
         assert_eq!(opts.effective_server_name(), "other");
         assert_eq!(opts.connect_timeout, Duration::from_secs(5));
         assert_eq!(opts.path, "/v1/wrpc");
+    }
+
+    #[test]
+    fn a_tls_alert_on_the_first_read_is_a_tls_error() {
+        use rustls::AlertDescription;
+        let alert = |a| {
+            HeadError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::AlertReceived(a),
+            ))
+        };
+        assert!(matches!(
+            head_error(alert(AlertDescription::CertificateRequired)),
+            Error::Tls(TlsError::ClientCertMissing)
+        ));
+        assert!(matches!(
+            head_error(alert(AlertDescription::BadCertificate)),
+            Error::Tls(TlsError::ClientCertRejected { .. })
+        ));
+        // Other read failures stay HTTP errors.
+        assert!(matches!(
+            head_error(HeadError::Eof { received: 0 }),
+            Error::Http(HttpError::Head(HeadError::Eof { received: 0 }))
+        ));
+        assert!(matches!(
+            head_error(HeadError::Io(std::io::ErrorKind::ConnectionReset.into())),
+            Error::Http(HttpError::Head(HeadError::Io(_)))
+        ));
     }
 
     #[test]

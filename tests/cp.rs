@@ -3,11 +3,13 @@
 
 mod support;
 
+use support::configs::{big_config, hash_of};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dpspec::channel::Ended;
-use dpspec::config::{EncodedConfig, EMPTY_HASH};
+use dpspec::config::EMPTY_HASH;
 use dpspec::cp::{Builder, CpEvent, PushOutcome};
 use dpspec::services::config::report_metadata_response::Response as MetadataAnswer;
 use dpspec::services::config::{GetCapabilitiesRequest, ReportMetadataRequest, SyncConfigRequest};
@@ -39,25 +41,6 @@ fn config(n: u64) -> serde_json::Value {
         "services": [{"id": format!("s{n}"), "name": "svc", "host": "example.com", "port": 80}],
         "routes": [{"id": format!("r{n}"), "service": format!("s{n}"), "paths": ["/"]}],
     })
-}
-
-fn hash_of(v: &serde_json::Value) -> String {
-    EncodedConfig::new(v).unwrap().hashes.config
-}
-
-/// A config of about `bytes` that gzip cannot shrink much.
-fn big_config(bytes: usize, seed: u64) -> serde_json::Value {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut x = seed | 1;
-    let text: String = (0..bytes)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ALPHABET[(x % 64) as usize] as char
-        })
-        .collect();
-    json!({"_format_version": "3.0", "blob": text})
 }
 
 #[test]

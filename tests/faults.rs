@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::configs::{big_config, hash_of};
+
 use support::chaos;
 
 use std::path::PathBuf;
@@ -29,25 +31,6 @@ fn config(n: u64) -> serde_json::Value {
         "_format_version": "3.0",
         "services": [{"id": format!("s{n}"), "name": "svc", "host": "example.com", "port": 80}],
     })
-}
-
-fn hash_of(v: &serde_json::Value) -> String {
-    EncodedConfig::new(v).unwrap().hashes.config
-}
-
-/// A config of about `bytes` that gzip cannot shrink much.
-fn big_config(bytes: usize, seed: u64) -> serde_json::Value {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut x = seed | 1;
-    let text: String = (0..bytes)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ALPHABET[(x % 64) as usize] as char
-        })
-        .collect();
-    json!({"_format_version": "3.0", "blob": text})
 }
 
 fn cp_at(certs: &Shared, addr: &str) -> ControlPlane {

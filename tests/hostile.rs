@@ -9,6 +9,8 @@
 
 mod support;
 
+use support::configs::big_config;
+
 use support::chaos;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -621,21 +623,6 @@ fn a_peer_that_never_reads_is_dropped_at_its_write_timeout() {
     eprintln!("deaf DP dropped after {took:?}: {timed_out}");
     assert_eq!(cp.nodes().len(), 1);
     config_reaches(&cp, &good, 9);
-}
-
-/// A config of about `bytes` that gzip cannot shrink much.
-fn big_config(bytes: usize, seed: u64) -> serde_json::Value {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut x = seed | 1;
-    let text: String = (0..bytes)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ALPHABET[(x % 64) as usize] as char
-        })
-        .collect();
-    json!({"_format_version": "3.0", "blob": text})
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod chaos;
+pub mod configs;
 pub mod cp_dp;
 
 /// Turns on logging once for a test binary (`RUST_LOG=debug cargo test` to see it).

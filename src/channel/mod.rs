@@ -255,12 +255,17 @@ impl Channel {
     /// several threads send at once, the last one writes what the others sealed in one
     /// system call. Messages from concurrent senders never interleave.
     pub fn send(&self, message: &[u8]) -> Result<(), ChannelError> {
+        self.send_parts(&[message])
+    }
+
+    /// Sends the concatenation of `parts` as one binary message, as [`send`](Self::send)
+    /// does, without first copying them together (a big shared body behind a small
+    /// per-message head, say).
+    pub fn send_parts(&self, parts: &[&[u8]]) -> Result<(), ChannelError> {
+        let size: usize = parts.iter().map(|p| p.len()).sum();
         let max = self.shared.config.max_message_size;
-        if message.len() > max {
-            return Err(ChannelError::MessageTooLarge {
-                size: message.len(),
-                max,
-            });
+        if size > max {
+            return Err(ChannelError::MessageTooLarge { size, max });
         }
         let shared = &self.shared;
         shared.waiting.fetch_add(1, Ordering::SeqCst);
@@ -284,7 +289,7 @@ impl Channel {
         if corked {
             shared.corked_pending.store(true, Ordering::SeqCst);
         }
-        match w.write_frame(&shared.tls, OpCode::Data(Data::Binary), message, flush) {
+        match w.write_frame(&shared.tls, OpCode::Data(Data::Binary), parts, flush) {
             Ok(()) => Ok(()),
             Err(e) => {
                 drop(w);
@@ -368,7 +373,7 @@ impl Channel {
         }
         let payload = close_payload(code, reason);
         let frame = OpCode::Control(Control::Close);
-        if let Err(e) = w.write_frame(&self.shared.tls, frame, &payload, true) {
+        if let Err(e) = w.write_frame(&self.shared.tls, frame, &[&payload], true) {
             log::debug!("{}: could not send the close frame: {e}", self.label());
             drop(w);
             self.abort();
@@ -389,7 +394,7 @@ impl Channel {
         let _ = w.write_frame(
             &self.shared.tls,
             OpCode::Control(Control::Pong),
-            payload,
+            &[payload],
             true,
         );
     }

@@ -44,10 +44,10 @@ impl Writer {
         &mut self,
         tls: &Mutex<rustls::Connection>,
         opcode: OpCode,
-        payload: &[u8],
+        parts: &[&[u8]],
         flush: bool,
     ) -> io::Result<()> {
-        let mut result = self.write_frame_inner(tls, opcode, payload);
+        let mut result = self.write_frame_inner(tls, opcode, parts);
         if flush && result.is_ok() {
             result = self.flush_out();
         }
@@ -77,27 +77,37 @@ impl Writer {
         &mut self,
         tls: &Mutex<rustls::Connection>,
         opcode: OpCode,
-        payload: &[u8],
+        parts: &[&[u8]],
     ) -> io::Result<()> {
         let mask = match self.role {
             Role::Client => Some(self.masks.next()),
             Role::Server => None,
         };
+        let total: usize = parts.iter().map(|p| p.len()).sum();
         self.scratch.clear();
-        write_header(&mut self.scratch, opcode, payload.len(), mask);
+        write_header(&mut self.scratch, opcode, total, mask);
+        // Fill records of up to RECORD bytes from the parts in turn; the payload is copied
+        // once, into the record being sealed.
         let mut offset = 0;
+        let (mut part, mut within) = (0, 0);
         loop {
-            let room = RECORD.saturating_sub(self.scratch.len()).max(1);
-            let take = room.min(payload.len() - offset);
-            let start = self.scratch.len();
-            self.scratch
-                .extend_from_slice(&payload[offset..offset + take]);
-            if let Some(mask) = mask {
-                apply_mask(&mut self.scratch[start..], mask, offset);
+            while part < parts.len() && self.scratch.len() < RECORD {
+                let rest = &parts[part][within..];
+                let take = (RECORD - self.scratch.len()).min(rest.len());
+                let start = self.scratch.len();
+                self.scratch.extend_from_slice(&rest[..take]);
+                if let Some(mask) = mask {
+                    apply_mask(&mut self.scratch[start..], mask, offset);
+                }
+                offset += take;
+                within += take;
+                if within == parts[part].len() {
+                    part += 1;
+                    within = 0;
+                }
             }
-            offset += take;
             self.seal_scratch(tls)?;
-            if offset >= payload.len() {
+            if offset >= total {
                 break;
             }
             self.scratch.clear();

@@ -184,7 +184,7 @@ fn run(shared: &Arc<Shared>, conn: u64) {
             .call_raw(
                 SyncConfig::SERVICE_ID,
                 SyncConfig::RPC_ID,
-                current.body.to_vec(),
+                &current.body,
                 shared.sync_timeout,
                 SyncConfig::NAME,
             )

@@ -251,6 +251,32 @@ impl PayloadV1 {
     }
 }
 
+/// The bytes of a whole request envelope up to its payload: `request_head(..) + body`
+/// equals `encode_envelope(&PayloadV1::request(svc, rpc, seq, deadline, body))`, so a big
+/// body shared by many requests (a config pushed to every DP) is never copied into each.
+pub fn request_head(svc: u32, rpc: u32, seq: u32, deadline: u32, body_len: usize) -> Vec<u8> {
+    use prost::encoding::{
+        encode_key, encode_varint, encoded_len_varint, int32, key_len, WireType,
+    };
+    let fields = PayloadV1::request(svc, rpc, seq, deadline, Vec::new());
+    let mut without_payload = fields.clone();
+    without_payload.payloads.clear();
+    // The payload (field 9) is the last field written: stream_id (10) is 0 in a request.
+    let payload_field = key_len(9) + encoded_len_varint(body_len as u64) + body_len;
+    let inner = without_payload.encoded_len() + payload_field;
+    let version = PayloadVersion::V1 as i32;
+    let mut buf = Vec::with_capacity(32 + without_payload.encoded_len());
+    int32::encode(1, &version, &mut buf);
+    encode_key(2, WireType::LengthDelimited, &mut buf);
+    encode_varint(inner as u64, &mut buf);
+    without_payload
+        .encode(&mut buf)
+        .expect("a Vec grows as needed");
+    encode_key(9, WireType::LengthDelimited, &mut buf);
+    encode_varint(body_len as u64, &mut buf);
+    buf
+}
+
 /// Encodes `msg` inside a [`WebsocketPayload`] of version V1, ready to be sent as one
 /// binary WebSocket message. Allocates once, at the exact size, and does not copy `msg`.
 pub fn encode_envelope(msg: &PayloadV1) -> Vec<u8> {
@@ -432,5 +458,16 @@ mod tests {
     #[test]
     fn truncated_bytes_fail_to_decode() {
         assert!(decode_envelope(&REQUEST_BYTES[..REQUEST_BYTES.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn request_head_plus_body_is_the_whole_request() {
+        for len in [0usize, 1, 127, 128, 16_383, 16_384, 1 << 20] {
+            let body = vec![0x5a; len];
+            let mut parts = request_head(1, 2, 77, 1_700_000_000, len);
+            parts.extend_from_slice(&body);
+            let whole = encode_envelope(&PayloadV1::request(1, 2, 77, 1_700_000_000, body));
+            assert_eq!(parts, whole, "body of {len} bytes");
+        }
     }
 }

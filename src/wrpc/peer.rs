@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::envelope::{decode_envelope, encode_envelope, ErrorType, PayloadV1};
+use super::envelope::{decode_envelope, encode_envelope, request_head, ErrorType, PayloadV1};
 use super::pending::{deadline_after, is_past, AnswerSlot, Pending, Resolved, SeqCounter};
 use super::pool::WorkerPool;
 use super::service::{Context, Entry, Lookup, Services};
@@ -113,7 +113,7 @@ impl Peer {
         timeout: Duration,
     ) -> Result<R::Response, WrpcError> {
         let body = prost::Message::encode_to_vec(request);
-        let answer = self.call_raw(R::SERVICE_ID, R::RPC_ID, body, timeout, R::NAME)?;
+        let answer = self.call_raw(R::SERVICE_ID, R::RPC_ID, &body, timeout, R::NAME)?;
         <R::Response as prost::Message>::decode(&answer[..]).map_err(|e| WrpcError::Decode {
             name: R::NAME.into(),
             message: e.to_string(),
@@ -126,7 +126,7 @@ impl Peer {
         &self,
         svc_id: u32,
         rpc_id: u32,
-        body: Vec<u8>,
+        body: &[u8],
         timeout: Duration,
         name: &str,
     ) -> Result<Vec<u8>, WrpcError> {
@@ -135,8 +135,10 @@ impl Peer {
         self.inner
             .pending
             .insert(seq, svc_id, rpc_id, slot.clone())?;
-        let msg = PayloadV1::request(svc_id, rpc_id, seq, deadline_after(timeout), body);
-        if let Err(e) = self.send_envelope(&msg) {
+        // The body is written behind its envelope head as it is: never copied per call.
+        let head = request_head(svc_id, rpc_id, seq, deadline_after(timeout), body.len());
+        let sent = self.inner.channel.send_parts(&[&head, body]);
+        if let Err(e) = sent.map_err(WrpcError::from_channel) {
             self.inner.pending.remove(seq);
             return Err(e);
         }

@@ -53,10 +53,14 @@ impl AnswerSlot {
     /// Delivers the answer (only the first one counts) and wakes the caller.
     pub fn put(&self, answer: Answer) {
         let mut value = lock(&self.value);
-        if value.is_none() {
-            *value = Some(answer);
-            self.ready.notify_one();
+        if value.is_some() {
+            return;
         }
+        *value = Some(answer);
+        // Wake the caller after letting go of the lock, so it does not wake only to wait
+        // for it.
+        drop(value);
+        self.ready.notify_one();
     }
 
     /// Waits at most `timeout` for the answer.

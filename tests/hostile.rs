@@ -43,6 +43,32 @@ fn serial() -> MutexGuard<'static, ()> {
 
 const HEAD_TIMEOUT: Duration = Duration::from_millis(600);
 
+/// What most tests start from: one test at a time, a CP, a client TLS setup, a
+/// well-behaved DP that must keep getting config, and the thread count before the attack.
+struct Arena {
+    _serial: MutexGuard<'static, ()>,
+    cp: ControlPlane,
+    tls: ClientTls,
+    good: Dp,
+    start_threads: usize,
+}
+
+fn arena() -> Arena {
+    let serial = serial();
+    let certs = Shared::new();
+    let cp = builder(&certs).start().unwrap();
+    let tls = certs.client();
+    let good = Dp::ready(cp.local_addr(), &tls, "good", &pool());
+    let start_threads = threads();
+    Arena {
+        _serial: serial,
+        cp,
+        tls,
+        good,
+        start_threads,
+    }
+}
+
 fn builder(certs: &Shared) -> Builder {
     support::logs::capture();
     ControlPlane::builder()
@@ -111,12 +137,13 @@ fn upgrade_request(node_id: &str) -> Vec<u8> {
 
 #[test]
 fn slowloris_heads_get_408_at_the_head_timeout() {
-    let _s = serial();
-    let certs = Shared::new();
-    let cp = builder(&certs).start().unwrap();
-    let tls = certs.client();
-    let good = Dp::ready(cp.local_addr(), &tls, "good", &pool());
-    let start_threads = threads();
+    let Arena {
+        _serial,
+        cp,
+        tls,
+        good,
+        start_threads,
+    } = arena();
     // 40 connections that each send one byte of an upgrade request every 100 ms.
     let started = Instant::now();
     let barrier = Arc::new(Barrier::new(41));
@@ -176,12 +203,13 @@ fn slowloris_heads_get_408_at_the_head_timeout() {
 
 #[test]
 fn header_floods_and_huge_heads_get_431() {
-    let _s = serial();
-    let certs = Shared::new();
-    let cp = builder(&certs).start().unwrap();
-    let tls = certs.client();
-    let good = Dp::ready(cp.local_addr(), &tls, "good", &pool());
-    let start_threads = threads();
+    let Arena {
+        _serial,
+        cp,
+        tls,
+        good,
+        start_threads,
+    } = arena();
     let attackers: Vec<_> = (0..30)
         .map(|i| {
             let tls = tls.clone();
@@ -341,12 +369,13 @@ fn oversize_frames_close_with_1009() {
 
 #[test]
 fn invalid_envelopes_at_a_high_rate_each_close_with_1007() {
-    let _s = serial();
-    let certs = Shared::new();
-    let cp = builder(&certs).start().unwrap();
-    let tls = certs.client();
-    let good = Dp::ready(cp.local_addr(), &tls, "good", &pool());
-    let start_threads = threads();
+    let Arena {
+        _serial,
+        cp,
+        tls,
+        good,
+        start_threads,
+    } = arena();
     let now = (unix_now() + 30) as u32;
     let garbage: Vec<(Vec<u8>, &str)> = vec![
         (vec![0xff; 64], "invalid protobuf"),
@@ -627,12 +656,13 @@ fn a_peer_that_never_reads_is_dropped_at_its_write_timeout() {
 
 #[test]
 fn half_a_tls_record_then_silence_is_dropped_at_the_head_timeout() {
-    let _s = serial();
-    let certs = Shared::new();
-    let cp = builder(&certs).start().unwrap();
-    let tls = certs.client();
-    let good = Dp::ready(cp.local_addr(), &tls, "good", &pool());
-    let start_threads = threads();
+    let Arena {
+        _serial,
+        cp,
+        tls,
+        good,
+        start_threads,
+    } = arena();
     let addr = cp.local_addr();
     // Half a ClientHello: the handshake never completes.
     let mut hello_half = TcpStream::connect(addr).unwrap();

@@ -11,6 +11,10 @@
 //! | WebSocket | [`upgrade`], [`channel`] | the wRPC upgrade, a full-duplex message channel |
 //! | wRPC | [`wrpc`] | envelope, validation, the [`wrpc::Peer`] that calls and serves |
 //! | services | [`services`], [`config`] | negotiation and config messages, Kong's config hash |
+//! | roles | `dp`, `cp` | `DataPlane` and `ControlPlane` (features `dp` and `cp`, both on by default) |
+//!
+//! Where Kong's Lua nodes, Kong's Go library and the published spec disagree, the docs of
+//! the item concerned say what Kong does and which way this crate goes.
 //!
 //! No async runtime is used anywhere: every connection has one reader thread that blocks on
 //! its socket, handlers run on a bounded pool of worker threads, and callers block on

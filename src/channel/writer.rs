@@ -181,18 +181,7 @@ impl Masks {
     fn next(&mut self) -> [u8; 4] {
         if self.pool.len() < 4 {
             let mut fresh = vec![0u8; 256];
-            let provider = rustls::crypto::ring::default_provider();
-            if provider.secure_random.fill(&mut fresh).is_err() {
-                // The random source failing is not something a mask can recover from;
-                // fall back to a time-derived value rather than a fixed one.
-                let t = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.subsec_nanos())
-                    .unwrap_or(0x5a5a_5a5a);
-                for (i, b) in fresh.iter_mut().enumerate() {
-                    *b = (t.rotate_left(i as u32 % 32) & 0xff) as u8;
-                }
-            }
+            crate::random::fill(&mut fresh);
             self.pool = fresh;
         }
         let at = self.pool.len() - 4;

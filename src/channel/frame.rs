@@ -11,7 +11,8 @@ use std::io::Cursor;
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
 
-/// Close status codes this crate sends (RFC 6455 section 7.4.1).
+/// Close status codes this crate sends or names (RFC 6455 section 7.4.1). Which codes may
+/// appear on the wire is [`is_valid_close_code`]'s to say.
 pub mod close_code {
     /// Normal closure.
     pub const NORMAL: u16 = 1000;
@@ -23,12 +24,40 @@ pub mod close_code {
     pub const UNSUPPORTED_DATA: u16 = 1003;
     /// No status code was present in the peer's close frame (never sent).
     pub const NO_STATUS: u16 = 1005;
+    /// The connection broke without a close frame (never sent).
+    pub const ABNORMAL: u16 = 1006;
     /// Data inconsistent with the message type (wRPC: a bad envelope).
     pub const INVALID_PAYLOAD: u16 = 1007;
     /// A message bigger than this endpoint accepts.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// An unexpected condition on this endpoint.
     pub const INTERNAL_ERROR: u16 = 1011;
+    /// The TLS handshake failed (never sent).
+    pub const TLS_HANDSHAKE: u16 = 1015;
+}
+
+/// Whether `code` may appear in a close frame on the wire, sent or received (RFC 6455
+/// sections 7.4.1 and 7.4.2, and the IANA registry).
+///
+/// Valid: 1000–1003, 1007–1014 (1012–1014 are registered since the RFC: service restart,
+/// try again later, bad gateway) and 3000–4999 (libraries, frameworks, applications).
+/// Invalid: below 1000, 1004 (reserved), 1005, 1006 and 1015 (they stand for "no code",
+/// "no close frame" and "TLS failed", so are never sent), 1016–2999 (reserved for the
+/// protocol) and 5000 up.
+pub fn is_valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// The code [`close_payload`] puts on the wire when asked for `code`: `code` itself when
+/// [`is_valid_close_code`] accepts it, else 1000 (normal closure). An invalid code is our
+/// own caller's mistake, not the peer's, so it must not become 1002 (which blames the
+/// peer); 1000 still ends the connection cleanly.
+pub fn sendable_close_code(code: u16) -> u16 {
+    if is_valid_close_code(code) {
+        code
+    } else {
+        close_code::NORMAL
+    }
 }
 
 /// Which end of the WebSocket this is. Clients mask their frames; servers do not.
@@ -51,7 +80,8 @@ pub enum Frame {
     Ping(Vec<u8>),
     /// A pong (ignored).
     Pong,
-    /// A close frame, with the code and reason if the peer gave them.
+    /// A close frame, with the code and reason if the peer gave them. The decoder only
+    /// returns valid codes (see [`is_valid_close_code`]), so echoing one is always legal.
     Close(Option<(u16, String)>),
 }
 
@@ -122,14 +152,15 @@ pub fn control_frame(control: Control, payload: &[u8], mask: Option<[u8; 4]>) ->
 }
 
 /// The payload of a close frame: the code, then the reason cut to fit 123 bytes on a
-/// character boundary.
+/// character boundary. A code that must not be sent (1005, 1006, 1015, or any other that
+/// [`is_valid_close_code`] refuses) goes out as 1000; see [`sendable_close_code`].
 pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
     let mut cut = reason.len().min(123);
     while !reason.is_char_boundary(cut) {
         cut -= 1;
     }
     let mut out = Vec::with_capacity(2 + cut);
-    out.extend_from_slice(&code.to_be_bytes());
+    out.extend_from_slice(&sendable_close_code(code).to_be_bytes());
     out.extend_from_slice(&reason.as_bytes()[..cut]);
     out
 }
@@ -307,6 +338,11 @@ fn parse_close(payload: &[u8]) -> Result<Frame, Violation> {
         1 => Err(Violation::protocol("close frame with a 1-byte payload")),
         _ => {
             let code = u16::from_be_bytes([payload[0], payload[1]]);
+            if !is_valid_close_code(code) {
+                return Err(Violation::protocol(format!(
+                    "close code {code} is not valid on the wire"
+                )));
+            }
             let reason = String::from_utf8_lossy(&payload[2..]).into_owned();
             Ok(Frame::Close(Some((code, reason))))
         }
@@ -419,6 +455,84 @@ mod tests {
             d.next().unwrap(),
             Some(Frame::Close(Some((1007, "bad envelope".into()))))
         );
+    }
+
+    fn decode_close(payload: &[u8]) -> Result<Option<Frame>, Violation> {
+        let mut d = Decoder::new(Role::Client, 10);
+        d.buffer()
+            .extend(control_frame(Control::Close, payload, None));
+        d.next()
+    }
+
+    #[test]
+    fn close_codes_follow_rfc_6455_and_the_iana_registry() {
+        let valid = [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014,
+        ];
+        let invalid = [
+            0,
+            999,
+            1004,
+            1005,
+            1006,
+            1015,
+            1016,
+            2000,
+            2999,
+            5000,
+            u16::MAX,
+        ];
+        for code in valid.into_iter().chain([3000, 3999, 4000, 4999]) {
+            assert!(is_valid_close_code(code), "{code} should be valid");
+        }
+        for code in invalid {
+            assert!(!is_valid_close_code(code), "{code} should be invalid");
+        }
+    }
+
+    #[test]
+    fn peer_close_with_an_invalid_code_is_a_protocol_error() {
+        for code in [
+            0u16,
+            999,
+            1004,
+            1005,
+            1006,
+            1015,
+            1016,
+            2999,
+            5000,
+            u16::MAX,
+        ] {
+            let v = decode_close(&code.to_be_bytes()).unwrap_err();
+            assert_eq!(v.code, close_code::PROTOCOL_ERROR, "code {code}");
+        }
+    }
+
+    #[test]
+    fn peer_close_with_a_registered_or_private_code_is_accepted() {
+        for code in [1000u16, 1012, 1013, 1014, 3000, 4999] {
+            assert_eq!(
+                decode_close(&code.to_be_bytes()).unwrap(),
+                Some(Frame::Close(Some((code, String::new()))))
+            );
+        }
+    }
+
+    #[test]
+    fn peer_close_with_a_one_byte_payload_is_a_protocol_error() {
+        let v = decode_close(&[3]).unwrap_err();
+        assert_eq!(v.code, close_code::PROTOCOL_ERROR);
+    }
+
+    #[test]
+    fn close_payload_never_sends_a_reserved_or_invalid_code() {
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 2000, 5000] {
+            let p = close_payload(code, "why");
+            assert_eq!(&p[..2], &close_code::NORMAL.to_be_bytes(), "code {code}");
+            assert_eq!(&p[2..], b"why");
+        }
+        assert_eq!(&close_payload(4000, "")[..2], &4000u16.to_be_bytes());
     }
 
     #[test]

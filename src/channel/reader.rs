@@ -245,7 +245,9 @@ impl Reader {
                     Some((code, reason)) => (Some(code), reason),
                     None => (None, String::new()),
                 };
-                // Echo the peer's code, as RFC 6455 asks; 1000 when it gave none.
+                // Echo the peer's code, as RFC 6455 asks; 1000 when it gave none. The
+                // decoder passes only valid codes: an invalid one (or a 1-byte payload) is
+                // a violation, answered with 1002 instead of an echo.
                 self.channel
                     .send_close(code.unwrap_or(close_code::NORMAL), "");
                 return Some(Ended::ClosedByPeer { code, reason });

@@ -3,8 +3,8 @@
 //!
 //! The decoder enforces what RFC 6455 and this crate require of a peer: client frames
 //! masked and server frames not, no reserved bits, control frames short and unfragmented,
-//! and no message over the size limit (checked from the frame header, before the payload
-//! is buffered).
+//! close frames with a valid code and a UTF-8 reason, and no message over the size limit
+//! (checked from the frame header, before the payload is buffered).
 
 use std::io::Cursor;
 
@@ -81,7 +81,8 @@ pub enum Frame {
     /// A pong (ignored).
     Pong,
     /// A close frame, with the code and reason if the peer gave them. The decoder only
-    /// returns valid codes (see [`is_valid_close_code`]), so echoing one is always legal.
+    /// returns valid codes (see [`is_valid_close_code`]), so echoing one is always legal,
+    /// and UTF-8 reasons (any other is a violation with 1007).
     Close(Option<(u16, String)>),
 }
 
@@ -343,8 +344,14 @@ fn parse_close(payload: &[u8]) -> Result<Frame, Violation> {
                     "close code {code} is not valid on the wire"
                 )));
             }
-            let reason = String::from_utf8_lossy(&payload[2..]).into_owned();
-            Ok(Frame::Close(Some((code, reason))))
+            // RFC 6455 8.1: invalid UTF-8 in a text payload fails the connection.
+            let Ok(reason) = std::str::from_utf8(&payload[2..]) else {
+                return Err(Violation {
+                    code: close_code::INVALID_PAYLOAD,
+                    reason: "close reason is not UTF-8".into(),
+                });
+            };
+            Ok(Frame::Close(Some((code, reason.to_string()))))
         }
     }
 }
@@ -523,6 +530,21 @@ mod tests {
     fn peer_close_with_a_one_byte_payload_is_a_protocol_error() {
         let v = decode_close(&[3]).unwrap_err();
         assert_eq!(v.code, close_code::PROTOCOL_ERROR);
+    }
+
+    #[test]
+    fn peer_close_reason_that_is_not_utf8_is_invalid_payload() {
+        let mut payload = 1000u16.to_be_bytes().to_vec();
+        payload.extend_from_slice(b"bad \xff\xfe reason");
+        let v = decode_close(&payload).unwrap_err();
+        assert_eq!(v.code, close_code::INVALID_PAYLOAD);
+        // A multi-byte character is fine.
+        let mut payload = 1000u16.to_be_bytes().to_vec();
+        payload.extend_from_slice("arrêt".as_bytes());
+        assert_eq!(
+            decode_close(&payload).unwrap(),
+            Some(Frame::Close(Some((1000, "arrêt".into()))))
+        );
     }
 
     #[test]

@@ -166,6 +166,10 @@ pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
     out
 }
 
+/// The least room [`Decoder`] makes past the bytes of an incomplete frame: one socket read
+/// (the reader's chunk, a TLS record and some).
+const GROW_STEP: usize = 16 * 1024 + 512;
+
 /// Turns plaintext into [`Frame`]s. Feed bytes with [`Decoder::buffer`], then call
 /// [`Decoder::next`] until it returns `Ok(None)`.
 #[derive(Debug)]
@@ -314,14 +318,20 @@ impl Decoder {
         Ok(())
     }
 
+    /// Makes room for more of an incomplete frame of `frame_len` bytes (header included),
+    /// in step with what has arrived: room for one more read, or for as many bytes again
+    /// as have come (so a big frame costs amortised O(1) copies per byte), never past the
+    /// frame's end. The length the header claims is not reserved up front: a header costs
+    /// a peer 14 bytes, and must not cost us 4 MiB.
     fn reserve_for(&mut self, frame_len: usize) {
-        let need = self.start + frame_len;
-        if need > self.input.capacity() {
+        let have = self.input.len() - self.start;
+        let room = frame_len.min(have.saturating_add(have.max(GROW_STEP)));
+        if self.start + room > self.input.capacity() {
             // Compact first so a big frame does not need room for consumed bytes too.
             self.input.drain(..self.start);
             self.start = 0;
             self.input
-                .reserve(frame_len.saturating_sub(self.input.len()));
+                .reserve_exact(room.saturating_sub(self.input.len()));
         }
     }
 
@@ -442,6 +452,44 @@ mod tests {
         d.buffer().extend(out);
         let v = d.next().unwrap_err();
         assert_eq!(v.code, close_code::MESSAGE_TOO_BIG);
+    }
+
+    #[test]
+    fn a_header_claiming_4_mib_reserves_only_a_read_not_the_payload() {
+        let mut d = Decoder::new(Role::Client, 8 << 20);
+        let mut header = Vec::new();
+        write_header(&mut header, OpCode::Data(Data::Binary), 4 << 20, None);
+        d.buffer().extend(header);
+        assert_eq!(d.next().unwrap(), None);
+        assert!(
+            d.input.capacity() <= 2 * GROW_STEP,
+            "capacity {} after a header alone",
+            d.input.capacity()
+        );
+    }
+
+    #[test]
+    fn a_big_frame_fed_in_reads_grows_with_what_arrived_and_decodes() {
+        let payload: Vec<u8> = (0..(1usize << 20)).map(|i| i as u8).collect();
+        let bytes = binary_frame(&payload, None, true, OpCode::Data(Data::Binary));
+        let mut d = Decoder::new(Role::Client, 4 << 20);
+        let mut fed = 0;
+        for chunk in bytes.chunks(GROW_STEP) {
+            d.buffer().extend_from_slice(chunk);
+            fed += chunk.len();
+            let got = d.next().unwrap();
+            if fed < bytes.len() {
+                assert_eq!(got, None);
+                let cap = d.input.capacity();
+                assert!(
+                    cap <= 2 * fed + GROW_STEP,
+                    "capacity {cap} after {fed} bytes"
+                );
+                assert!(cap <= bytes.len(), "capacity {cap} past the frame's end");
+            } else {
+                assert_eq!(got, Some(Frame::Binary(payload.clone())));
+            }
+        }
     }
 
     #[test]

@@ -82,59 +82,164 @@ pub(crate) struct Entry {
 /// Every connected data plane, by connection id.
 #[derive(Default)]
 pub(crate) struct Registry {
-    map: Mutex<HashMap<u64, Entry>>,
+    table: Mutex<Table>,
+}
+
+/// What the registry's lock guards: the entries, and how many of them each node holds.
+#[derive(Default)]
+struct Table {
+    entries: HashMap<u64, Entry>,
+    /// Kept by `insert` and `remove`, so the cap check on each admit does not scan every
+    /// entry under the lock (O(n^2) over a reconnect storm of n data planes).
+    nodes: NodeCounts,
+}
+
+/// Connections per node id. A node with none has no key, so the map holds only connected
+/// nodes.
+#[derive(Debug, Default)]
+struct NodeCounts(HashMap<String, usize>);
+
+impl NodeCounts {
+    /// How many connections `node` holds.
+    fn get(&self, node: &str) -> usize {
+        self.0.get(node).copied().unwrap_or(0)
+    }
+
+    /// Counts one more connection of `node`, unless it already holds `cap`; true if it did.
+    fn add(&mut self, node: &str, cap: usize) -> bool {
+        match self.0.get_mut(node) {
+            Some(n) if *n >= cap => false,
+            Some(n) => {
+                *n += 1;
+                true
+            }
+            None if cap == 0 => false,
+            None => {
+                self.0.insert(node.to_string(), 1);
+                true
+            }
+        }
+    }
+
+    /// Counts one connection of `node` less; its last one takes the node out of the map.
+    fn remove(&mut self, node: &str) {
+        if let Some(n) = self.0.get_mut(node) {
+            *n -= 1;
+            if *n == 0 {
+                self.0.remove(node);
+            }
+        }
+    }
 }
 
 impl Registry {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<u64, Entry>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// How many connections `node_id` holds.
     pub(crate) fn count_node(&self, node_id: &str) -> usize {
-        self.lock()
-            .values()
-            .filter(|e| e.info.node_id == node_id)
-            .count()
+        self.lock().nodes.get(node_id)
     }
 
     /// Adds `entry` unless its node already holds `cap` connections; then gives it back.
     pub(crate) fn insert(&self, entry: Entry, cap: usize) -> Result<(), Box<Entry>> {
-        let mut map = self.lock();
-        let held = map
-            .values()
-            .filter(|e| e.info.node_id == entry.info.node_id)
-            .count();
-        if held >= cap {
+        let mut table = self.lock();
+        if !table.nodes.add(&entry.info.node_id, cap) {
             return Err(Box::new(entry));
         }
-        map.insert(entry.info.conn, entry);
+        // Connection ids are unique, but a replaced entry must not stay counted.
+        if let Some(old) = table.entries.insert(entry.info.conn, entry) {
+            table.nodes.remove(&old.info.node_id);
+        }
         Ok(())
     }
 
+    /// Takes out the entry of `conn`, if it is there.
     pub(crate) fn remove(&self, conn: u64) -> Option<Entry> {
-        self.lock().remove(&conn)
+        let mut table = self.lock();
+        let entry = table.entries.remove(&conn)?;
+        table.nodes.remove(&entry.info.node_id);
+        Some(entry)
     }
 
-    /// Runs `f` on the entry of `conn`, if it is still connected.
+    /// Runs `f` on the entry of `conn`, if it is still connected. `f` must not change
+    /// `info.node_id`: the per-node count is keyed on it.
     pub(crate) fn update<R>(&self, conn: u64, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
-        self.lock().get_mut(&conn).map(f)
+        self.lock().entries.get_mut(&conn).map(f)
     }
 
     /// A snapshot of every entry, in connection order.
     pub(crate) fn snapshot(&self) -> Vec<NodeInfo> {
-        let mut nodes: Vec<NodeInfo> = self.lock().values().map(|e| e.info.clone()).collect();
+        let mut nodes: Vec<NodeInfo> = self
+            .lock()
+            .entries
+            .values()
+            .map(|e| e.info.clone())
+            .collect();
         nodes.sort_by_key(|n| n.conn);
         nodes
     }
 
     /// Every connection's peer.
     pub(crate) fn peers(&self) -> Vec<Peer> {
-        self.lock().values().map(|e| e.peer.clone()).collect()
+        self.lock()
+            .entries
+            .values()
+            .map(|e| e.peer.clone())
+            .collect()
     }
 
     /// Every connection id.
     pub(crate) fn ids(&self) -> Vec<u64> {
-        self.lock().keys().copied().collect()
+        self.lock().entries.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NodeCounts;
+
+    #[test]
+    fn node_counts_rise_with_add_and_fall_with_remove() {
+        let mut counts = NodeCounts::default();
+        assert_eq!(counts.get("a"), 0);
+        assert!(counts.add("a", 3));
+        assert!(counts.add("a", 3));
+        assert!(counts.add("b", 3));
+        assert_eq!((counts.get("a"), counts.get("b")), (2, 1));
+        counts.remove("a");
+        assert_eq!((counts.get("a"), counts.get("b")), (1, 1));
+    }
+
+    #[test]
+    fn a_nodes_last_connection_takes_it_out_of_the_index() {
+        let mut counts = NodeCounts::default();
+        assert!(counts.add("a", 1));
+        assert!(counts.add("b", 1));
+        counts.remove("a");
+        assert_eq!(counts.get("a"), 0);
+        assert!(!counts.0.contains_key("a"));
+        assert_eq!(counts.0.len(), 1);
+        // Removing again, or a node never seen, changes nothing.
+        counts.remove("a");
+        counts.remove("never");
+        assert_eq!(counts.0.len(), 1);
+        assert_eq!(counts.get("b"), 1);
+    }
+
+    #[test]
+    fn node_counts_refuse_past_the_cap_and_free_a_slot_on_remove() {
+        let mut counts = NodeCounts::default();
+        assert!(!counts.add("a", 0));
+        assert!(!counts.0.contains_key("a"));
+        assert!(counts.add("a", 2));
+        assert!(counts.add("a", 2));
+        assert!(!counts.add("a", 2));
+        assert_eq!(counts.get("a"), 2);
+        assert!(counts.add("b", 2), "the cap is per node");
+        counts.remove("a");
+        assert!(counts.add("a", 2));
+        assert_eq!(counts.get("a"), 2);
     }
 }

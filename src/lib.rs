@@ -10,6 +10,7 @@
 //! | HTTP/1.1 | [`http`] | request and response heads under limits, the CP listener |
 //! | WebSocket | [`upgrade`], [`channel`] | the wRPC upgrade, a full-duplex message channel |
 //! | wRPC | [`wrpc`] | envelope, validation, the [`wrpc::Peer`] that calls and serves |
+//! | JSON | [`outlet`] | Kong's `/v1/outlet` messages (`basic_info`, `reconfigure`, pings), without I/O |
 //! | services | [`services`], [`config`] | negotiation and config messages, Kong's config hash |
 //! | roles | `dp`, `cp` | `DataPlane` and `ControlPlane` (features `dp` and `cp`, both on by default) |
 //!
@@ -30,6 +31,7 @@ pub mod cp;
 pub mod dp;
 mod error;
 pub mod http;
+pub mod outlet;
 pub mod proxy;
 pub mod random;
 pub mod services;

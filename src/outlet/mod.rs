@@ -14,7 +14,7 @@
 //! | CP → DP | binary | gzip of the JSON `reconfigure` (the whole config) | `reconfigure` |
 //! | CP → DP | pong | empty, one per ping | – |
 //!
-//! The version and size rules the control plane applies are in `gate`.
+//! The version and size rules the control plane applies are in [`gate`].
 //!
 //! Frame discipline (what Kong's nodes require of the socket layer):
 //!
@@ -39,10 +39,12 @@ use std::time::Duration;
 
 pub mod basic_info;
 mod error;
+pub mod gate;
 
 pub use basic_info::{encode_basic_info, parse_basic_info, BasicInfo};
 pub(crate) use error::{cut, kind_of};
 pub use error::{Message, OutletError};
+pub use gate::{json_version_gate, max_frame_for, DEFAULT_JSON_CP_VERSION};
 
 /// The WebSocket path of the protocol. Kong's control plane matches it exactly
 /// (`location = /v1/outlet`); the query string carries the node's id, hostname and

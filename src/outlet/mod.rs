@@ -10,8 +10,8 @@
 //! | direction | frame | content | here |
 //! |---|---|---|---|
 //! | DP → CP | binary, the first frame, within [`BASIC_INFO_TIMEOUT`] | uncompressed JSON `basic_info` | [`basic_info`] |
-//! | DP → CP | ping, at once, every 30 s, after each applied config | the applied config hash, [`PING_HASH_LEN`] bytes | `ping` |
-//! | CP → DP | binary | gzip of the JSON `reconfigure` (the whole config) | `reconfigure` |
+//! | DP → CP | ping, at once, every 30 s, after each applied config | the applied config hash, [`PING_HASH_LEN`] bytes | [`ping`] |
+//! | CP → DP | binary | gzip of the JSON `reconfigure` (the whole config) | [`reconfigure`] |
 //! | CP → DP | pong | empty, one per ping | – |
 //!
 //! The version and size rules the control plane applies are in [`gate`].
@@ -40,11 +40,15 @@ use std::time::Duration;
 pub mod basic_info;
 mod error;
 pub mod gate;
+pub mod ping;
+pub mod reconfigure;
 
 pub use basic_info::{encode_basic_info, parse_basic_info, BasicInfo};
 pub(crate) use error::{cut, kind_of};
 pub use error::{Message, OutletError};
 pub use gate::{json_version_gate, max_frame_for, DEFAULT_JSON_CP_VERSION};
+pub use ping::{check_ping, is_wire_hash, ping_payload};
+pub use reconfigure::{decode_reconfigure, Decoded, EncodedReconfigure, Reconfigure};
 
 /// The WebSocket path of the protocol. Kong's control plane matches it exactly
 /// (`location = /v1/outlet`); the query string carries the node's id, hostname and

@@ -1,0 +1,275 @@
+//! What the fan-out and isolation benchmarks share: Kong's shared certificate, generated
+//! declarative configs of a chosen gzipped size, lean data planes, and the second
+//! process that runs N of them (`<example> dps ...`, see [`dps`] and [`spawn_dps`]).
+//!
+//! Included with `#[path = "common/fleet.rs"] mod fleet;` by examples/fanout.rs and
+//! examples/isolation.rs.
+//!
+//! A lean DP is the library's dialer, channel and peer (one reader thread each, one
+//! shared worker pool), answering NegotiateServices' and ReportMetadata's protocol and
+//! acking each SyncConfig after checking its version, hash and gzip framing; every
+//! 1000th DP (and DP 0) inflates the config and checks Kong's hash of it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use dpspec::channel::{Channel, ChannelConfig, Role};
+use dpspec::http::client::{dial, DialOptions};
+use dpspec::services::config::{ReportMetadataRequest, SyncConfigResponse};
+use dpspec::services::negotiation::{check_response, dp_request};
+use dpspec::services::{NegotiateServices, ReportMetadata, SyncConfig};
+use dpspec::tls::{ClientTls, Identity, TrustMode};
+use dpspec::upgrade::NodeIdentity;
+use dpspec::wrpc::{HandlerError, Peer, PeerConfig, Services, WorkerPool};
+use serde_json::{json, Value};
+
+/// `VmRSS` in KiB and `Threads` of this process, from `/proc/self/status`.
+pub fn proc_status() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("Threads:"))
+}
+
+/// Kong's shared certificate and its key, as PEM and as files in a fresh temporary
+/// directory (for the DP process); remove `dir` when done.
+pub struct CertFiles {
+    pub cert: String,
+    pub key: String,
+    pub dir: PathBuf,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+/// A fresh [`CertFiles`] in `$TMPDIR/dpspec-<name>-<pid>`.
+pub fn cert_files(name: &str) -> Result<CertFiles, String> {
+    let (cert, key) = shared_cert()?;
+    let dir = std::env::temp_dir().join(format!("dpspec-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let (cert_path, key_path) = (dir.join("cluster.crt"), dir.join("cluster.key"));
+    std::fs::write(&cert_path, &cert).map_err(|e| e.to_string())?;
+    std::fs::write(&key_path, &key).map_err(|e| e.to_string())?;
+    Ok(CertFiles {
+        cert,
+        key,
+        dir,
+        cert_path,
+        key_path,
+    })
+}
+
+/// A self-signed `kong_clustering` certificate (Kong's shared mode), as PEM.
+fn shared_cert() -> Result<(String, String), String> {
+    let mut params =
+        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "kong_clustering");
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// The client side of Kong's shared mode: pin `cert` and present it.
+pub fn shared_client_tls(cert: &[u8], key: &[u8]) -> Result<ClientTls, String> {
+    ClientTls::new(
+        TrustMode::pinned_pem(cert).map_err(|e| e.to_string())?,
+        Some(Identity::from_pem(cert, key).map_err(|e| e.to_string())?),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Pseudo-random hex (xorshift): compresses about 2:1, like real configs' ids and keys.
+struct Hex(u64);
+
+impl Hex {
+    fn next(&mut self, len: usize) -> String {
+        let mut s = String::with_capacity(len);
+        while s.len() < len {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            s.push_str(&format!("{:016x}", self.0));
+        }
+        s.truncate(len);
+        s
+    }
+}
+
+/// A declarative config of `services` services with a route each, tagged with `run`.
+pub fn config(services: usize, run: usize) -> Value {
+    let mut hex = Hex(0x9e37_79b9_7f4a_7c15 ^ run as u64);
+    let svcs: Vec<Value> = (0..services)
+        .map(|i| {
+            json!({
+                "id": hex.next(32), "name": format!("svc-{i}"), "host": format!("{}.internal", hex.next(12)),
+                "port": 8000 + (i % 1000), "protocol": "http", "tags": [hex.next(24), format!("run-{run}")],
+            })
+        })
+        .collect();
+    let routes: Vec<Value> = (0..services)
+        .map(|i| {
+            json!({
+                "id": hex.next(32), "name": format!("route-{i}"), "paths": [format!("/{}", hex.next(16))],
+                "service": {"name": format!("svc-{i}")},
+            })
+        })
+        .collect();
+    json!({"_format_version": "3.0", "_transform": false, "services": svcs, "routes": routes})
+}
+
+/// How many services make a config whose gzip is at least `size` bytes.
+pub fn services_for(size: usize) -> usize {
+    let probe = 200;
+    let gz = dpspec::config::gzip(&serde_json::to_vec(&config(probe, 0)).unwrap_or_default());
+    let per = (gz.len() / probe).max(1);
+    (size * 103 / 100 / per + 1).max(1)
+}
+
+/// Starts this program again as `<exe> dps --addr ADDR --cert CERT --key KEY -n N
+/// --connectors K` and returns it with its stdout lines. It runs until its stdin closes.
+pub fn spawn_dps(
+    addr: &str,
+    cert: &Path,
+    key: &Path,
+    n: usize,
+    connectors: usize,
+) -> Result<(Child, Receiver<String>), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = Command::new(exe)
+        .args(["dps", "--addr", addr])
+        .args(["--cert", &cert.display().to_string()])
+        .args(["--key", &key.display().to_string()])
+        .args([
+            "-n",
+            &n.to_string(),
+            "--connectors",
+            &connectors.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting the DP process: {e}"))?;
+    let child_out = child.stdout.take().ok_or("no child stdout")?;
+    let (line_tx, lines) = crossbeam_channel::unbounded::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(child_out).lines().map_while(Result::ok) {
+            let _ = line_tx.send(line);
+        }
+    });
+    Ok((child, lines))
+}
+
+/// The DP process: `n` lean DPs connected to `addr` by `connectors` threads; prints one
+/// `dps-ready` line, then runs until stdin closes.
+pub fn dps(addr: &str, cert: &str, key: &str, n: usize, connectors: usize) -> Result<(), String> {
+    let cert = std::fs::read(cert).map_err(|e| format!("{cert}: {e}"))?;
+    let key = std::fs::read(key).map_err(|e| format!("{key}: {e}"))?;
+    let tls = shared_client_tls(&cert, &key)?;
+    let (host, port) = addr.rsplit_once(':').ok_or("--addr needs host:port")?;
+    let port: u16 = port.parse().map_err(|_| "--addr: bad port")?;
+    let pool = Arc::new(WorkerPool::new("dps", 2, 65536).map_err(|e| e.to_string())?);
+    let next = AtomicUsize::new(0);
+    let failed = AtomicUsize::new(0);
+    let peers = std::sync::Mutex::new(Vec::with_capacity(n));
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..connectors.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return;
+                }
+                match connect_dp(i, host, port, &tls, &pool) {
+                    Ok(peer) => peers.lock().unwrap_or_else(|p| p.into_inner()).push(peer),
+                    Err(e) => {
+                        if failed.fetch_add(1, Ordering::Relaxed) < 5 {
+                            eprintln!("dps: DP {i}: {e}");
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let (rss, threads) = proc_status();
+    println!(
+        "{}",
+        json!({"event": "dps-ready", "dps": n, "failed": failed.load(Ordering::Relaxed),
+               "seconds": (t.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+               "dp_process_rss_kib": rss, "dp_process_threads": threads})
+    );
+    let _ = std::io::stdout().flush();
+    // Run until the CP process closes our stdin; the CP closes the connections itself.
+    let mut sink = String::new();
+    let _ = std::io::stdin().read_line(&mut sink);
+    Ok(())
+}
+
+/// One lean DP (hostname `dp-<i>`), negotiated and with its metadata reported.
+pub fn connect_dp(
+    i: usize,
+    host: &str,
+    port: u16,
+    tls: &ClientTls,
+    pool: &Arc<WorkerPool>,
+) -> Result<Peer, String> {
+    let node = NodeIdentity::new(
+        dpspec::random::uuid_v4(),
+        format!("dp-{i}"),
+        dpspec::dp::DEFAULT_KONG_VERSION,
+    );
+    let mut opts = DialOptions::new(host, port, tls.clone(), node);
+    opts.connect_timeout = Duration::from_secs(30);
+    let dialed = dial(&opts).map_err(|e| e.to_string())?;
+    let (channel, reader) = Channel::new(
+        dialed.session,
+        dialed.sock,
+        dialed.leftover,
+        Role::Client,
+        ChannelConfig {
+            max_message_size: 16 * 1024 * 1024,
+            label: format!("dp-{i}"),
+            ..ChannelConfig::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let services = Services::new();
+    let verify = i % 1000 == 0;
+    services.handle::<SyncConfig, _>(move |_, req| {
+        let gz = &req.config;
+        let framed = gz.len() > 18 && gz[0] == 0x1f && gz[1] == 0x8b;
+        if req.version == 0 || req.config_hash.len() != 32 || !framed {
+            return Err(HandlerError::new("malformed SyncConfig"));
+        }
+        if verify {
+            let map = dpspec::config::decode(gz, 256 * 1024 * 1024)?;
+            let hashes = dpspec::config::config_hashes(&map);
+            if hashes.config != req.config_hash {
+                return Err(HandlerError::new("config hash mismatch"));
+            }
+        }
+        Ok(SyncConfigResponse {
+            accepted: true,
+            errors: vec![],
+        })
+    });
+    let peer = Peer::new(channel, services, pool.clone(), PeerConfig::default());
+    peer.spawn(reader).map_err(|e| e.to_string())?;
+    let answer = peer
+        .call::<NegotiateServices>(&dp_request(dpspec::dp::DEFAULT_KONG_VERSION, "dp"))
+        .map_err(|e| format!("NegotiateServices: {e}"))?;
+    check_response(&answer).map_err(|e| format!("NegotiateServices: {e}"))?;
+    peer.call::<ReportMetadata>(&ReportMetadataRequest { plugins: vec![] })
+        .map_err(|e| format!("ReportMetadata: {e}"))?;
+    Ok(peer)
+}

@@ -75,11 +75,21 @@ pub fn dial_raw(
     tls: &ClientTls,
     node: &NodeIdentity,
 ) -> Result<(Channel, Reader), dpspec::Error> {
+    dial_raw_with(addr, tls, node, ChannelConfig::default())
+}
+
+/// [`dial_raw`] with channel settings of the test's (the label is set here).
+pub fn dial_raw_with(
+    addr: SocketAddr,
+    tls: &ClientTls,
+    node: &NodeIdentity,
+    cfg: ChannelConfig,
+) -> Result<(Channel, Reader), dpspec::Error> {
     let opts = DialOptions::new("127.0.0.1", addr.port(), tls.clone(), node.clone());
     let d = dial(&opts)?;
     let cfg = ChannelConfig {
         label: format!("test-dp {}", node.node_id),
-        ..ChannelConfig::default()
+        ..cfg
     };
     Ok(Channel::new(
         d.session,
@@ -100,8 +110,20 @@ impl Dp {
         version: &str,
         pool: &Arc<WorkerPool>,
     ) -> Result<Dp, dpspec::Error> {
+        Dp::connect_with(addr, tls, node_id, version, pool, ChannelConfig::default())
+    }
+
+    /// [`Dp::connect`] with channel settings of the test's (a larger max message size).
+    pub fn connect_with(
+        addr: SocketAddr,
+        tls: &ClientTls,
+        node_id: &str,
+        version: &str,
+        pool: &Arc<WorkerPool>,
+        cfg: ChannelConfig,
+    ) -> Result<Dp, dpspec::Error> {
         let node = NodeIdentity::new(node_id, format!("host-{node_id}"), version);
-        let (channel, reader) = dial_raw(addr, tls, &node)?;
+        let (channel, reader) = dial_raw_with(addr, tls, &node, cfg)?;
         let (tx, rx): (Sender<Received>, _) = crossbeam_channel::unbounded();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let services = Services::new();

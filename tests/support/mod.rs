@@ -1,6 +1,7 @@
 //! Shared code for the end-to-end tests.
 #![allow(dead_code)]
 
+pub mod attackers;
 pub mod certs;
 pub mod chaos;
 pub mod configs;

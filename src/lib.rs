@@ -25,6 +25,7 @@
 
 pub mod channel;
 pub mod config;
+mod deadline;
 #[cfg(feature = "cp")]
 pub mod cp;
 #[cfg(feature = "dp")]

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use rustls::StreamOwned;
 
 use super::head::{push_header, read_response_head, HeadError, HttpLimits, ResponseHead};
-use super::timed::{set_timeouts, Timed};
 use super::{body_length, drain_plaintext, io_error, read_body, HttpError};
+use crate::deadline::{set_timeouts, Timed};
 use crate::proxy::{self, ProxyUrl};
 use crate::tcp;
 use crate::tls::{self, ClientTls, TlsError};
@@ -172,15 +172,17 @@ fn head_error(e: HeadError) -> Error {
 /// TCP or the proxy tunnel, then TLS, within the connect timeout.
 fn connect(opts: &DialOptions) -> Result<(rustls::ClientConnection, TcpStream, Instant), Error> {
     let deadline = Instant::now() + opts.connect_timeout;
-    let mut sock = match &opts.proxy {
+    let sock = match &opts.proxy {
         None => tcp::connect(&opts.host, opts.port, opts.connect_timeout)?,
         Some(p) => proxy::tunnel(p, &opts.host, opts.port, opts.connect_timeout)?,
     };
     let _ = sock.set_nodelay(true);
     let mut session = opts.tls.session(opts.effective_server_name())?;
     set_timeouts(&sock, deadline).map_err(|e| io_error(e, "connecting (TLS)"))?;
-    tls::client_handshake(&mut session, &mut sock)?;
-    Ok((session, sock, deadline))
+    // The handshake shares the connect deadline: a CP trickling its hello cannot stretch it.
+    let mut timed = Timed { sock, deadline };
+    tls::client_handshake(&mut session, &mut timed)?;
+    Ok((session, timed.sock, deadline))
 }
 
 /// Makes one plain HTTP/1.1 request to the CP (a stateless HTTP RPC) and returns its

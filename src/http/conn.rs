@@ -12,8 +12,8 @@ use rustls::StreamOwned;
 use super::head::{read_request_head, RequestHead};
 use super::listener::Inner;
 use super::server::{HttpHandler, Request, Response, ServerConfig, Upgraded};
-use super::timed::{set_timeouts, Timed};
 use super::{body_length, drain_plaintext, read_body, BodyLength, HttpError};
+use crate::deadline::{set_timeouts, Timed};
 use crate::tls;
 use crate::upgrade::{
     self, accept_response, check_request, check_request_without_identity, rejection_response,
@@ -29,6 +29,7 @@ pub(super) struct Finished<'a> {
 impl Drop for Finished<'_> {
     fn drop(&mut self) {
         let mut conns = self.inner.conns();
+        self.inner.handshake_done(&mut conns, self.id);
         if let Some(c) = conns.map.get_mut(&self.id) {
             c.sock = None;
             conns.finished.push(self.id);
@@ -38,7 +39,13 @@ impl Drop for Finished<'_> {
 
 type Stream = StreamOwned<rustls::ServerConnection, Timed>;
 
-pub(super) fn serve(inner: &Inner, id: u64, mut sock: TcpStream, peer: SocketAddr) {
+pub(super) fn serve(
+    inner: &Inner,
+    id: u64,
+    sock: TcpStream,
+    peer: SocketAddr,
+    accepted_at: Instant,
+) {
     let cfg = &inner.config;
     let _ = sock.set_nodelay(true);
     let mut session = match inner.tls.session() {
@@ -48,16 +55,19 @@ pub(super) fn serve(inner: &Inner, id: u64, mut sock: TcpStream, peer: SocketAdd
             return;
         }
     };
-    let deadline = Instant::now() + cfg.limits.head_timeout;
+    // One deadline from the accept to a whole request head, the TLS handshake included: a
+    // client trickling its hello a byte at a time is cut there.
+    let deadline = accepted_at + cfg.limits.head_timeout;
     if set_timeouts(&sock, deadline).is_err() {
+        log::info!("connection from {peer} dropped: its deadline passed before the handshake");
         return;
     }
-    if let Err(e) = tls::server_handshake(&mut session, &mut sock) {
+    let mut timed = Timed { sock, deadline };
+    if let Err(e) = tls::server_handshake(&mut session, &mut timed) {
         log::info!("TLS handshake with {peer} failed: {e}");
         return;
     }
-    let deadline = Instant::now() + cfg.limits.head_timeout;
-    let mut stream = StreamOwned::new(session, Timed { sock, deadline });
+    let mut stream = StreamOwned::new(session, timed);
     let (head, leftover) = match read_request_head(&mut stream, &cfg.limits) {
         Ok(read) => read,
         Err(e) => {
@@ -72,6 +82,8 @@ pub(super) fn serve(inner: &Inner, id: u64, mut sock: TcpStream, peer: SocketAdd
             return;
         }
     };
+    // Past the phase the cap counts: answering and lingering are bounded on their own.
+    inner.handshake_done(&mut inner.conns(), id);
     let path = head.path();
     let with_body = head.method != "HEAD";
     if path == cfg.wrpc_path || cfg.extra_wrpc_paths.iter().any(|p| p == path) {
@@ -123,6 +135,7 @@ fn serve_upgrade(
         if inner.stopping.load(Ordering::SeqCst) {
             false
         } else {
+            inner.handshake_done(&mut conns, id);
             if let Some(c) = conns.map.get_mut(&id) {
                 c.sock = None;
             }

@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::conn::{serve, Finished};
-use super::server::{ServerConfig, UpgradeHandler};
+use super::server::{ServerConfig, UpgradeHandler, LISTEN_BACKLOG};
 use super::HttpError;
 use crate::tls::ServerTls;
 
@@ -26,6 +26,8 @@ pub(super) struct Inner {
     pub(super) upgrade: Arc<dyn UpgradeHandler>,
     pub(super) stopping: AtomicBool,
     conns: Mutex<Conns>,
+    /// Signalled when a connection leaves the handshake phase (or at shutdown).
+    room: Condvar,
 }
 
 #[derive(Default)]
@@ -34,6 +36,8 @@ pub(super) struct Conns {
     pub(super) map: HashMap<u64, Conn>,
     /// Threads that are done and wait to be joined.
     pub(super) finished: Vec<u64>,
+    /// Connections in the TLS handshake or HTTP head phase.
+    handshaking: usize,
 }
 
 pub(super) struct Conn {
@@ -41,12 +45,42 @@ pub(super) struct Conn {
     /// shutdown; `None` once handed to the upgrade handler.
     pub(super) sock: Option<TcpStream>,
     thread: Option<JoinHandle<()>>,
+    /// Counted in [`Conns::handshaking`].
+    handshaking: bool,
 }
 
 impl Inner {
     pub(super) fn conns(&self) -> MutexGuard<'_, Conns> {
         // A panic elsewhere while holding the lock leaves the map usable.
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Connection `id` is past its handshake phase (served, handed over, or gone).
+    pub(super) fn handshake_done(&self, conns: &mut Conns, id: u64) {
+        if let Some(c) = conns.map.get_mut(&id) {
+            if std::mem::take(&mut c.handshaking) {
+                conns.handshaking -= 1;
+                self.room.notify_one();
+            }
+        }
+    }
+
+    /// Waits until fewer than the cap are in the handshake phase; false at shutdown.
+    fn wait_for_room(&self) -> bool {
+        let cap = self.config.max_handshakes;
+        let mut conns = self.conns();
+        let mut said = false;
+        while conns.handshaking >= cap && !self.stopping.load(Ordering::SeqCst) {
+            if !said {
+                log::info!(
+                    "{cap} connections are in the TLS/HTTP phase; new ones wait in the listen \
+                     backlog"
+                );
+                said = true;
+            }
+            conns = self.room.wait(conns).unwrap_or_else(|e| e.into_inner());
+        }
+        !self.stopping.load(Ordering::SeqCst)
     }
 }
 
@@ -62,7 +96,7 @@ impl Listener {
         upgrade: Arc<dyn UpgradeHandler>,
     ) -> Result<Listener, HttpError> {
         config.check()?;
-        let listener = TcpListener::bind(addr).map_err(HttpError::Bind)?;
+        let listener = bind(addr).map_err(HttpError::Bind)?;
         let local_addr = listener.local_addr().map_err(HttpError::Bind)?;
         let inner = Arc::new(Inner {
             tls,
@@ -70,6 +104,7 @@ impl Listener {
             upgrade,
             stopping: AtomicBool::new(false),
             conns: Mutex::new(Conns::default()),
+            room: Condvar::new(),
         });
         let accept_inner = inner.clone();
         let accept = thread::Builder::new()
@@ -100,6 +135,10 @@ impl Listener {
             return;
         };
         self.inner.stopping.store(true, Ordering::SeqCst);
+        {
+            let _conns = self.inner.conns();
+            self.inner.room.notify_all();
+        }
         // Wake the blocked accept with a connection to ourselves.
         let wake = match self.local_addr {
             SocketAddr::V4(a) if a.ip().is_unspecified() => {
@@ -110,7 +149,8 @@ impl Listener {
             }
             a => a,
         };
-        if let Err(e) = TcpStream::connect_timeout(&wake, Duration::from_secs(2)) {
+        let woken = TcpStream::connect_timeout(&wake, Duration::from_secs(2));
+        if let (Err(e), false) = (woken, accept.is_finished()) {
             log::warn!(
                 "could not wake the accept thread on {wake}: {e}; it ends at the next connection"
             );
@@ -161,17 +201,45 @@ impl std::fmt::Debug for Listener {
 /// How long to wait after an accept error before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// Binds `addr` (each address it names in turn) with [`LISTEN_BACKLOG`].
+fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to bind");
+    for addr in addr.to_socket_addrs()? {
+        let bound = (|| {
+            let sock = socket2::Socket::new(
+                socket2::Domain::for_address(addr),
+                socket2::Type::STREAM,
+                None,
+            )?;
+            #[cfg(unix)]
+            sock.set_reuse_address(true)?;
+            sock.bind(&addr.into())?;
+            sock.listen(LISTEN_BACKLOG)?;
+            Ok::<_, io::Error>(TcpListener::from(sock))
+        })();
+        match bound {
+            Ok(l) => return Ok(l),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
     let mut failing = false;
     loop {
+        if !inner.wait_for_room() {
+            break;
+        }
         let accepted = listener.accept();
+        let accepted_at = Instant::now();
         if inner.stopping.load(Ordering::SeqCst) {
             break;
         }
         match accepted {
             Ok((sock, peer)) => {
                 reap(&inner);
-                match spawn_conn(&inner, sock, peer) {
+                match spawn_conn(&inner, sock, peer, accepted_at) {
                     Ok(()) if failing => {
                         log::info!("accepting connections again");
                         failing = false;
@@ -231,7 +299,12 @@ fn reap(inner: &Inner) {
 
 /// Starts the thread of a new connection; on failure (out of descriptors or threads) the
 /// connection is dropped and the error returned.
-fn spawn_conn(inner: &Arc<Inner>, sock: TcpStream, peer: SocketAddr) -> io::Result<()> {
+fn spawn_conn(
+    inner: &Arc<Inner>,
+    sock: TcpStream,
+    peer: SocketAddr,
+    accepted_at: Instant,
+) -> io::Result<()> {
     let handle = sock.try_clone()?;
     let id = {
         let mut conns = inner.conns();
@@ -242,8 +315,10 @@ fn spawn_conn(inner: &Arc<Inner>, sock: TcpStream, peer: SocketAddr) -> io::Resu
             Conn {
                 sock: Some(handle),
                 thread: None,
+                handshaking: true,
             },
         );
+        conns.handshaking += 1;
         id
     };
     let conn_inner = inner.clone();
@@ -255,7 +330,7 @@ fn spawn_conn(inner: &Arc<Inner>, sock: TcpStream, peer: SocketAddr) -> io::Resu
                 inner: &conn_inner,
                 id,
             };
-            serve(&conn_inner, id, sock, peer);
+            serve(&conn_inner, id, sock, peer, accepted_at);
         });
     let mut conns = inner.conns();
     match spawned {
@@ -266,6 +341,7 @@ fn spawn_conn(inner: &Arc<Inner>, sock: TcpStream, peer: SocketAddr) -> io::Resu
             Ok(())
         }
         Err(e) => {
+            inner.handshake_done(&mut conns, id);
             conns.map.remove(&id);
             Err(io::Error::new(
                 e.kind(),

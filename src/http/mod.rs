@@ -14,7 +14,6 @@ mod conn;
 pub mod head;
 mod listener;
 pub mod server;
-mod timed;
 
 pub use client::{dial, request, DialOptions, Dialed};
 pub use head::{

@@ -3,8 +3,10 @@
 //! [`Upgraded`] connections for the [`UpgradeHandler`].
 //!
 //! One accept thread (`dpspec-accept`) and one thread per connection
-//! (`dpspec-conn-<peer>`, a small stack). A connection thread runs the TLS handshake,
-//! reads one request head under [`HttpLimits`], and then either answers it (a registered
+//! (`dpspec-conn-<peer>`, a small stack). A connection thread runs the TLS handshake and
+//! reads one request head under [`HttpLimits`], both within one deadline counted from the
+//! accept (at most [`ServerConfig::max_handshakes`] connections are in that phase at
+//! once), and then either answers it (a registered
 //! [`HttpHandler`], or an error) and closes, or, for an accepted wRPC upgrade, writes the
 //! `101` and hands the connection to the [`UpgradeHandler`] on the same thread.
 
@@ -136,7 +138,20 @@ pub struct ServerConfig {
     /// The stack size of each connection thread, which also runs
     /// [`UpgradeHandler::upgraded`]. Default 256 KiB.
     pub conn_stack_size: usize,
+    /// The most connections between accept and a served request (TLS handshake and HTTP
+    /// head, which share one deadline: [`HttpLimits::head_timeout`] from the accept).
+    /// Default [`DEFAULT_MAX_HANDSHAKES`]. Past it the listener stops accepting until one
+    /// finishes, and new connections wait in the kernel's listen backlog
+    /// ([`LISTEN_BACKLOG`]), so a storm of reconnecting DPs all get in, in turn.
+    pub max_handshakes: usize,
 }
+
+/// The default cap on connections in the TLS handshake or HTTP head phase at once: the
+/// handshakes are CPU work, and more at once on a small machine only makes each slower.
+pub const DEFAULT_MAX_HANDSHAKES: usize = 512;
+
+/// The listen backlog asked of the kernel (which may cap it, `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: i32 = 4096;
 
 impl ServerConfig {
     /// A configuration with `node_id` and the defaults.
@@ -150,6 +165,7 @@ impl ServerConfig {
             write_timeout: Some(Duration::from_secs(10)),
             require_node_identity: true,
             conn_stack_size: 256 * 1024,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
         }
     }
 
@@ -181,6 +197,9 @@ impl ServerConfig {
         if self.limits.max_headers == 0 || self.limits.max_head_bytes == 0 {
             return bad("max_headers and max_head_bytes must be above 0".into());
         }
+        if self.max_handshakes == 0 {
+            return bad("max_handshakes must be above 0".into());
+        }
         if self.limits.head_timeout.is_zero() || self.write_timeout.is_some_and(|t| t.is_zero()) {
             return bad("head_timeout and write_timeout must be above 0".into());
         }
@@ -202,6 +221,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("write_timeout", &self.write_timeout)
             .field("require_node_identity", &self.require_node_identity)
             .field("conn_stack_size", &self.conn_stack_size)
+            .field("max_handshakes", &self.max_handshakes)
             .finish()
     }
 }

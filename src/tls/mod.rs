@@ -9,8 +9,7 @@
 //! | `cluster_mtls = shared` | [`TrustMode::Pinned`] + the same [`Identity`] | [`ClientAuth::Shared`] |
 //! | `cluster_mtls = pki` | [`TrustMode::CaBundle`] (or [`TrustMode::WebPki`]) + its own [`Identity`] | [`ClientAuth::Pki`] |
 
-use std::io::{self, Write};
-use std::net::TcpStream;
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use rustls::{ConnectionCommon, Side, SideData};
@@ -63,13 +62,14 @@ const VERSIONS: &[&rustls::SupportedProtocolVersion] =
 
 /// Runs a client handshake to completion on a blocking socket.
 ///
-/// The caller sets the socket's read and write timeouts; running out of time gives
-/// [`TlsError::Timeout`]. With TLS 1.3 the server checks our client certificate after we
+/// The caller bounds the socket's reads and writes (one deadline for the whole
+/// handshake: a socket that sets its timeout to the time left before each call); running
+/// out of time gives [`TlsError::Timeout`]. With TLS 1.3 the server checks our client certificate after we
 /// have sent our last handshake message, so its refusal can also show up on the first
 /// read afterwards (map it with [`TlsError::from_rustls`]).
 pub fn client_handshake(
     conn: &mut rustls::ClientConnection,
-    sock: &mut TcpStream,
+    sock: &mut (impl Read + Write),
 ) -> Result<(), TlsError> {
     drive(&mut **conn, sock, Side::Client)
 }
@@ -77,17 +77,18 @@ pub fn client_handshake(
 /// Runs a server handshake to completion on a blocking socket.
 ///
 /// A refused client certificate ends the handshake with a TLS alert sent to the client,
-/// before any HTTP byte is read.
+/// before any HTTP byte is read. The caller bounds the socket as for
+/// [`client_handshake`].
 pub fn server_handshake(
     conn: &mut rustls::ServerConnection,
-    sock: &mut TcpStream,
+    sock: &mut (impl Read + Write),
 ) -> Result<(), TlsError> {
     drive(&mut **conn, sock, Side::Server)
 }
 
 fn drive<D: SideData>(
     conn: &mut ConnectionCommon<D>,
-    sock: &mut TcpStream,
+    sock: &mut (impl Read + Write),
     side: Side,
 ) -> Result<(), TlsError> {
     loop {
@@ -116,7 +117,7 @@ fn drive<D: SideData>(
 
 fn flush<D: SideData>(
     conn: &mut ConnectionCommon<D>,
-    sock: &mut TcpStream,
+    sock: &mut (impl Read + Write),
 ) -> Result<(), TlsError> {
     while conn.wants_write() {
         match conn.write_tls(sock) {

@@ -1,7 +1,8 @@
-//! A socket whose reads and writes share one deadline.
+//! A socket whose reads and writes share one deadline: every phase before a connection is
+//! authenticated and upgraded (TLS handshake, HTTP head, upgrade answer) runs on one.
 //!
 //! Before each read or write the socket's timeout is set to the time left, so a peer that
-//! trickles bytes cannot stretch a phase past its deadline.
+//! trickles bytes, one every few seconds, cannot stretch a phase past its deadline.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;

@@ -4,7 +4,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use dpspec::channel::{ChannelConfig, ChannelError, Ended, Incoming};
+use dpspec::channel::{ChannelConfig, ChannelError, Ended, Incoming, Role};
 use support::pair::channel_pair;
 
 fn cfg() -> ChannelConfig {
@@ -44,7 +44,12 @@ fn both_sides_send_10000_messages_at_once_all_arrive_in_order() {
         .map(|ch| {
             std::thread::spawn(move || {
                 for i in 0..N {
-                    ch.send(&message(i)).unwrap();
+                    // A bulk sender of its own may wait for the peer instead of being
+                    // dropped as not reading.
+                    let m = message(i);
+                    let deadline = Instant::now() + Duration::from_secs(20);
+                    ch.wait_for_room(m.len() + 16, deadline).unwrap();
+                    ch.send(&m).unwrap();
                 }
             })
         })
@@ -184,4 +189,31 @@ fn send_after_close_is_refused_with_the_reason() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn records_after_the_peers_close_notify_end_the_channel_instead_of_spinning() {
+    use std::io::Write;
+    support::init_logs();
+    let ((mut client, mut sock), (server, server_sock)) = support::pair::tls_sessions();
+    let (channel, reader) =
+        dpspec::channel::Channel::new(server, server_sock, Vec::new(), Role::Server, cfg())
+            .unwrap();
+    let (_r, rx) = reader.spawn_queue(8).unwrap();
+    // A hostile (or broken) client: close_notify, then more records on the same stream.
+    client.send_close_notify();
+    client.writer().write_all(b"after the end").unwrap();
+    while client.wants_write() {
+        client.write_tls(&mut sock).unwrap();
+    }
+    match rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the channel ends")
+    {
+        Incoming::Ended(Ended::Failed { reason }) => {
+            assert!(reason.contains("close_notify"), "{reason}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(channel.ended().is_some());
 }

@@ -647,7 +647,7 @@ fn a_peer_that_never_reads_is_dropped_at_its_write_timeout() {
     let writes = support::logs::lines_with("dp deaf");
     let timed_out = writes
         .iter()
-        .find(|l| l.contains("write timed out") && l.contains("the peer is not reading"))
+        .find(|l| l.contains("not written within") && l.contains("the peer is not reading"))
         .unwrap_or_else(|| panic!("no write timeout logged: {writes:#?}"));
     eprintln!("deaf DP dropped after {took:?}: {timed_out}");
     assert_eq!(cp.nodes().len(), 1);

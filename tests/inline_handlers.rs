@@ -61,3 +61,29 @@ fn failing_inline_handler_answers_an_error_and_the_connection_stays() {
         .unwrap();
     assert_eq!(resp.s, "echo-after");
 }
+
+#[test]
+fn an_inline_handler_calling_its_own_peer_is_refused_at_once_not_left_to_time_out() {
+    let server = Services::new();
+    server.handle_inline::<Echo, _>(|ctx, req| {
+        // A call back to the peer from the reader thread: its answer could never be read.
+        let back = ctx
+            .peer
+            .call_timeout::<Echo>(&EchoRequest { s: req.s }, Duration::from_secs(60));
+        match back {
+            Err(e) => Ok(EchoResponse {
+                s: format!("refused: {e}"),
+            }),
+            Ok(_) => Err(HandlerError::new("the call back should have been refused")),
+        }
+    });
+    let client_services = Services::new();
+    client_services.handle::<Echo, _>(|_, req| Ok(EchoResponse { s: req.s }));
+    let (client, _server) = peer_pair(client_services, server);
+    let resp = client
+        .call_timeout::<Echo>(&EchoRequest { s: "x".into() }, Duration::from_secs(30))
+        .unwrap();
+    assert!(resp.s.starts_with("refused: "), "{}", resp.s);
+    // Refused with the reason, not timed out ("no answer before the deadline").
+    assert!(resp.s.contains("reader thread"), "{}", resp.s);
+}

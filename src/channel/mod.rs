@@ -3,9 +3,18 @@
 //!
 //! One reader thread blocks on the socket (no timeout polling: an idle connection costs no
 //! wake-ups). It takes the TLS lock only to feed the bytes it received and take the
-//! plaintext out. Any thread can [`Channel::send`]: it takes the writer lock, seals each
-//! record under the TLS lock, and writes the ciphertext with the TLS lock released, so the
-//! TLS lock is never held while waiting on the network.
+//! plaintext out.
+//!
+//! Sending never waits on the peer. [`Channel::send`] puts the frame into the
+//! connection's bounded outbox and returns; when nothing waits ahead of it, the sender
+//! seals it and hands it to the socket with a non-blocking `send(2)` at once, so the fast
+//! path costs no thread hand-off. Whatever the socket does not take is written by a
+//! flusher thread that exists only while that backlog does. A connection whose outbox
+//! would pass [`ChannelConfig::outbox_limit`], or whose oldest message is not wholly
+//! written within [`ChannelConfig::write_timeout`] of being queued, is dropped as not
+//! reading: one log line, and the channel ends with [`Ended::Failed`] saying why. The TLS
+//! lock is never held while waiting on the network, and no lock is held by a thread
+//! waiting on it.
 //!
 //! Kong never sends WebSocket pings and never answers them, so liveness never depends on
 //! pongs here; pings from other peers are answered.
@@ -14,25 +23,31 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::thread::ThreadId;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::{JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
 pub mod frame;
+mod outbox;
 mod reader;
 mod writer;
 
 pub use frame::{close_code, Role};
 pub use reader::{Incoming, Reader};
 
-use frame::close_payload;
-use writer::Writer;
+use frame::{apply_mask, close_payload, write_header, MAX_HEADER_LEN};
+use outbox::{Outbox, Part};
+use writer::{pump, spawn_flusher, Pumped};
 
 /// Kong's default `cluster_max_payload`: 4 MiB, in both directions.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
+/// The default outbox limit: twice Kong's default `cluster_max_payload`, so one whole
+/// message of the largest size can wait behind another.
+pub const DEFAULT_OUTBOX_LIMIT: usize = 2 * DEFAULT_MAX_MESSAGE_SIZE;
 
 /// Settings of one channel.
 #[derive(Debug, Clone)]
@@ -41,8 +56,15 @@ pub struct ChannelConfig {
     /// `cluster_max_payload`; a bigger message is refused before sending and closes the
     /// connection with 1009 on receipt.
     pub max_message_size: usize,
-    /// How long one write may block before the connection is declared dead. Default 10 s:
-    /// a peer that stops reading must not hold a sender forever.
+    /// The most bytes that may wait to be written to the peer (queued frames and sealed
+    /// records together). Default [`DEFAULT_OUTBOX_LIMIT`] (8 MiB); never less than one
+    /// message of `max_message_size`. A send that would pass it drops the connection as
+    /// not reading. A body shared by many connections counts for each of them but is held
+    /// once.
+    pub outbox_limit: usize,
+    /// How long a message may take to be wholly written, from the moment it is queued.
+    /// Default 10 s. Past it the peer is not reading and the connection is dropped.
+    /// `None`: no limit (the outbox limit still applies).
     pub write_timeout: Option<Duration>,
     /// How long to wait for the peer's close frame after sending ours. Default 5 s.
     pub close_timeout: Duration,
@@ -54,10 +76,19 @@ impl Default for ChannelConfig {
     fn default() -> Self {
         ChannelConfig {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            outbox_limit: DEFAULT_OUTBOX_LIMIT,
             write_timeout: Some(Duration::from_secs(10)),
             close_timeout: Duration::from_secs(5),
             label: String::from("peer"),
         }
+    }
+}
+
+impl ChannelConfig {
+    /// The outbox limit in force: the configured one, raised to hold one whole message.
+    pub fn effective_outbox_limit(&self) -> usize {
+        self.outbox_limit
+            .max(self.max_message_size + MAX_HEADER_LEN + 1024)
     }
 }
 
@@ -104,6 +135,15 @@ impl fmt::Display for Ended {
     }
 }
 
+/// The pong that answers a ping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pong {
+    /// Echo the ping's payload (RFC 6455).
+    Echo,
+    /// An empty pong (what Kong's CP sends on `/v1/outlet`).
+    Empty,
+}
+
 /// What a [`MessageSink`] returns to have the connection closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseRequest {
@@ -131,6 +171,15 @@ pub enum ChannelError {
     /// A write blocked longer than the write timeout: the peer is not reading. The
     /// connection has been torn down.
     WriteTimeout(Duration),
+    /// The outbox would pass its limit: the peer is not reading. The connection has been
+    /// torn down.
+    OutboxFull {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// A call to our own peer from its reader thread (an inline handler): its answer
+    /// could only be read by the thread that would wait for it.
+    OnReaderThread,
     /// A thread could not be started.
     Spawn(io::Error),
 }
@@ -149,7 +198,16 @@ impl fmt::Display for ChannelError {
                 f,
                 "write timed out after {after:?}: the peer is not reading; connection dropped"
             ),
-            ChannelError::Spawn(e) => write!(f, "could not start the reader thread: {e}"),
+            ChannelError::OutboxFull { limit } => write!(
+                f,
+                "more than {limit} bytes wait to be written: the peer is not reading; \
+                 connection dropped"
+            ),
+            ChannelError::OnReaderThread => f.write_str(
+                "cannot wait for an answer on the connection's own reader thread (an inline \
+                 handler): register the handler with Services::handle instead",
+            ),
+            ChannelError::Spawn(e) => write!(f, "could not start a thread: {e}"),
         }
     }
 }
@@ -161,34 +219,63 @@ impl std::error::Error for ChannelError {}
 pub trait MessageSink: Send + 'static {
     /// A whole binary message. Return `Err` to close the connection with that code.
     fn on_message(&mut self, message: Vec<u8>) -> Result<(), CloseRequest>;
+    /// A text message arrived. Default: close with 1003 (wRPC is binary only).
+    fn on_text(&mut self) -> Result<(), CloseRequest> {
+        Err(CloseRequest {
+            code: close_code::UNSUPPORTED_DATA,
+            reason: "text frames are not accepted: wRPC uses binary messages".into(),
+        })
+    }
+    /// A ping arrived; the answer says which pong to send. Default: echo its payload, as
+    /// RFC 6455 asks (Kong's CP answers with an empty pong instead).
+    fn on_ping(&mut self, _payload: &[u8]) -> Result<Pong, CloseRequest> {
+        Ok(Pong::Echo)
+    }
+    /// A pong arrived. Default: nothing.
+    fn on_pong(&mut self, _payload: &[u8]) {}
     /// The channel ended; called exactly once, last.
     fn on_end(&mut self, ended: &Ended);
 }
 
 struct Shared {
     tls: Mutex<rustls::Connection>,
-    writer: Mutex<Writer>,
-    /// The socket, shared by the reader, the writer and shutdown: one descriptor per
-    /// connection (a CP with 10,000 DPs must stay under the open-file limit).
+    /// Frames and ciphertext waiting for the socket. Held only for CPU work (queueing,
+    /// sealing, a non-blocking send), never across a wait on the network.
+    outbox: Mutex<Outbox>,
+    /// The socket, shared by the reader, the senders, the flusher and shutdown: one
+    /// descriptor per connection (a CP with 10,000 DPs must stay under the open-file
+    /// limit).
     sock: Arc<TcpStream>,
+    role: Role,
     config: ChannelConfig,
     peer_addr: Option<SocketAddr>,
     ended: Mutex<Option<Ended>>,
-    /// The close frame this end sent, once sent: no data frame may follow it. Kept out of
-    /// the writer lock so the reader can look without waiting on a blocked writer.
+    /// The close frame this end queued, once queued: no data frame may follow it. Kept
+    /// out of the outbox lock so the reader can look at any time.
     closing: Mutex<Option<(u16, String)>>,
+    /// Why this end tore the connection down (not reading, a write error), first reason
+    /// only; the reader reports it as the end.
+    dropped: Mutex<Option<String>>,
+    broken: AtomicBool,
+    /// The flusher, while one runs (joined when the connection ends).
+    flusher_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Signalled (with the outbox lock) when the flusher has written bytes or the
+    /// connection is torn down: for threads of the application that choose to wait for
+    /// room ([`Channel::wait_for_room`]).
+    room: Condvar,
     /// Disconnected once the reader has finished.
     done: Receiver<()>,
     reader_thread: OnceLock<ThreadId>,
-    /// Senders waiting for the writer lock. A sender that sees others waiting leaves its
-    /// sealed records for the last one to write, so concurrent messages share system calls
-    /// and TLS writes instead of paying one each.
+    /// Senders waiting for the outbox lock. A sender that sees others waiting leaves its
+    /// frame for the last one to send, so concurrent messages share records and system
+    /// calls instead of paying one each.
     waiting: AtomicUsize,
     /// The reader is handling the frames of one read; what it sends meanwhile (inline
-    /// handlers' answers) is written once, when the batch is done.
+    /// handlers' answers, pongs) is sent once, when the batch is done.
     corked: AtomicBool,
-    /// The reader left sealed records unwritten while corked.
+    /// The reader queued frames while corked.
     corked_pending: AtomicBool,
+    masks: Mutex<Masks>,
 }
 
 /// A handle for sending on and closing a channel. Cheap to clone; every clone is the same
@@ -226,84 +313,91 @@ impl Channel {
         config: ChannelConfig,
     ) -> Result<(Channel, Reader), ChannelError> {
         sock.set_read_timeout(None).map_err(ChannelError::Io)?;
-        sock.set_write_timeout(config.write_timeout)
-            .map_err(ChannelError::Io)?;
         let _ = sock.set_nodelay(true);
         let sock = Arc::new(sock);
         let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
         let shared = Arc::new(Shared {
             tls: Mutex::new(session.into()),
-            writer: Mutex::new(Writer::new(sock.clone(), role)),
+            outbox: Mutex::new(Outbox::new(config.effective_outbox_limit())),
             peer_addr: sock.peer_addr().ok(),
             sock: sock.clone(),
+            role,
             config,
             ended: Mutex::new(None),
             closing: Mutex::new(None),
+            dropped: Mutex::new(None),
+            broken: AtomicBool::new(false),
+            flusher_thread: Mutex::new(None),
+            room: Condvar::new(),
             done: done_rx,
             reader_thread: OnceLock::new(),
             waiting: AtomicUsize::new(0),
             corked: AtomicBool::new(false),
             corked_pending: AtomicBool::new(false),
+            masks: Mutex::new(Masks::default()),
         });
         let channel = Channel { shared };
         let reader = Reader::new(channel.clone(), sock, leftover, role, done_tx);
         Ok((channel, reader))
     }
 
-    /// Sends one binary message, unfragmented. Blocks until it is written to the socket
-    /// (at most the write timeout), or handed to a sender that is about to write: when
-    /// several threads send at once, the last one writes what the others sealed in one
-    /// system call. Messages from concurrent senders never interleave.
+    /// Sends one binary message, unfragmented, without waiting for the peer: the message
+    /// goes into the outbox, and out at once if the socket takes it. `Ok` means queued;
+    /// a peer that does not take it in time is dropped (see the module docs). Messages
+    /// from concurrent senders never interleave.
     pub fn send(&self, message: &[u8]) -> Result<(), ChannelError> {
         self.send_parts(&[message])
     }
 
     /// Sends the concatenation of `parts` as one binary message, as [`send`](Self::send)
-    /// does, without first copying them together (a big shared body behind a small
-    /// per-message head, say).
+    /// does.
     pub fn send_parts(&self, parts: &[&[u8]]) -> Result<(), ChannelError> {
         let size: usize = parts.iter().map(|p| p.len()).sum();
-        let max = self.shared.config.max_message_size;
-        if size > max {
-            return Err(ChannelError::MessageTooLarge { size, max });
+        self.check_size(size)?;
+        let frame = self.frame(OpCode::Data(Data::Binary), parts);
+        self.enqueue(vec![Part::Owned(frame)], None)
+    }
+
+    /// Sends `head` followed by `body` as one binary message, as [`send`](Self::send)
+    /// does, holding `body` by reference instead of copying it: a config shared by many
+    /// connections is held once, and sealed for each only as its socket takes it.
+    pub fn send_shared(&self, head: &[u8], body: Arc<[u8]>) -> Result<(), ChannelError> {
+        self.check_size(head.len() + body.len())?;
+        if self.shared.role == Role::Client {
+            // Client frames are masked per connection: the body must be copied anyway.
+            return self.send_parts(&[head, &body]);
         }
-        let shared = &self.shared;
-        shared.waiting.fetch_add(1, Ordering::SeqCst);
-        let mut w = lock(&shared.writer);
-        shared.waiting.fetch_sub(1, Ordering::SeqCst);
-        if let Some(ended) = self.ended() {
-            return Err(ChannelError::Closed(ended));
+        let mut first = Vec::with_capacity(MAX_HEADER_LEN + head.len());
+        write_header(
+            &mut first,
+            OpCode::Data(Data::Binary),
+            head.len() + body.len(),
+            None,
+        );
+        first.extend_from_slice(head);
+        self.enqueue(vec![Part::Owned(first), Part::Shared(body)], None)
+    }
+
+    /// Sends a ping with `payload` (at most 125 bytes, RFC 6455), as [`send`](Self::send)
+    /// sends a message.
+    pub fn send_ping(&self, payload: &[u8]) -> Result<(), ChannelError> {
+        if payload.len() > 125 {
+            return Err(ChannelError::MessageTooLarge {
+                size: payload.len(),
+                max: 125,
+            });
         }
-        if let Some((code, reason)) = self.close_sent() {
-            return Err(ChannelError::Closed(Ended::ClosedByUs { code, reason }));
-        }
-        if w.broken {
-            return Err(ChannelError::Closed(Ended::Failed {
-                reason: "a write failed".into(),
-            }));
-        }
-        // Someone waiting for the lock will write our records with theirs; the reader
-        // writes its batch when the batch is done.
-        let corked = shared.corked.load(Ordering::SeqCst) && self.on_reader_thread();
-        let flush = !corked && shared.waiting.load(Ordering::SeqCst) == 0;
-        if corked {
-            shared.corked_pending.store(true, Ordering::SeqCst);
-        }
-        match w.write_frame(&shared.tls, OpCode::Data(Data::Binary), parts, flush) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                drop(w);
-                Err(self.write_failed(e))
-            }
-        }
+        let frame = self.frame(OpCode::Control(Control::Ping), &[payload]);
+        self.enqueue(vec![Part::Owned(frame)], None)
     }
 
     /// Starts the close handshake with `code` and `reason`, then waits (at most the close
     /// timeout) for the reader to finish; past that the socket is shut down. Closing an
     /// ended channel does nothing. Called from the reader thread itself, it does not wait.
+    /// Threads that must not wait use [`start_close`](Self::start_close).
     pub fn close(&self, code: u16, reason: &str) {
         self.send_close(code, reason);
-        if self.shared.reader_thread.get() == Some(&std::thread::current().id()) {
+        if self.on_reader_thread() {
             return;
         }
         if !self.wait_timeout(self.shared.config.close_timeout) {
@@ -316,10 +410,27 @@ impl Channel {
         }
     }
 
+    /// Queues the close frame and returns at once: the caller arranges the
+    /// [`abort`](Self::abort) if the peer has not answered by
+    /// [`close_timeout`](Self::close_timeout).
+    pub fn start_close(&self, code: u16, reason: &str) {
+        self.send_close(code, reason);
+        // The reader's next wait for bytes is bounded by the close timeout (a wait already
+        // under way is not: hence the abort the caller arranges).
+        let timeout = self
+            .shared
+            .config
+            .close_timeout
+            .max(Duration::from_millis(1));
+        let _ = self.shared.sock.set_read_timeout(Some(timeout));
+    }
+
     /// Tears the connection down at once, without a close handshake. The reader ends with
     /// [`Ended::Failed`] unless it had already ended.
     pub fn abort(&self) {
+        self.shared.broken.store(true, Ordering::SeqCst);
         let _ = self.shared.sock.shutdown(std::net::Shutdown::Both);
+        self.shared.room.notify_all();
     }
 
     /// How the channel ended, or `None` while it is open.
@@ -337,8 +448,13 @@ impl Channel {
 
     /// Waits at most `timeout` for the reader to finish; true if it did.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_deadline(Instant::now() + timeout)
+    }
+
+    /// Waits until `deadline` at most for the reader to finish; true if it did.
+    pub fn wait_deadline(&self, deadline: Instant) -> bool {
         !matches!(
-            self.shared.done.recv_timeout(timeout),
+            self.shared.done.recv_deadline(deadline),
             Err(crossbeam_channel::RecvTimeoutError::Timeout)
         )
     }
@@ -358,58 +474,180 @@ impl Channel {
         self.shared.config.max_message_size
     }
 
-    /// Sends a close frame once; later calls and calls after the end do nothing.
-    fn send_close(&self, code: u16, reason: &str) {
-        let mut w = lock(&self.shared.writer);
-        if w.broken || self.ended().is_some() {
-            return;
+    /// How long the peer has to answer our close frame.
+    pub fn close_timeout(&self) -> Duration {
+        self.shared.config.close_timeout
+    }
+
+    /// Bytes waiting to be written to the peer.
+    pub fn backlog(&self) -> usize {
+        lock(&self.shared.outbox).backlog()
+    }
+
+    /// Waits until a message of `bytes` fits in the outbox, at most until `deadline`:
+    /// for a thread of the application that sends a long run of messages and would rather
+    /// wait for the peer than have it dropped as not reading. The library's own threads
+    /// never call it. `Ok` when there is room; the channel's end if it ends meanwhile;
+    /// [`ChannelError::WriteTimeout`] at the deadline.
+    pub fn wait_for_room(&self, bytes: usize, deadline: Instant) -> Result<(), ChannelError> {
+        let limit = self.shared.config.effective_outbox_limit();
+        let mut ob = lock(&self.shared.outbox);
+        loop {
+            if self.is_broken() {
+                return Err(ChannelError::Closed(Ended::Failed {
+                    reason: self.drop_reason(),
+                }));
+            }
+            if let Some(ended) = self.ended() {
+                return Err(ChannelError::Closed(ended));
+            }
+            if ob.backlog() + bytes <= limit {
+                return Ok(());
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return Err(ChannelError::WriteTimeout(Duration::ZERO));
+            };
+            ob = match self.shared.room.wait_timeout(ob, left) {
+                Ok((ob, _)) => ob,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+
+    /// Whether the calling thread is this channel's reader.
+    pub fn on_reader_thread(&self) -> bool {
+        self.shared.reader_thread.get() == Some(&std::thread::current().id())
+    }
+
+    fn check_size(&self, size: usize) -> Result<(), ChannelError> {
+        let max = self.shared.config.max_message_size;
+        if size > max {
+            return Err(ChannelError::MessageTooLarge { size, max });
+        }
+        Ok(())
+    }
+
+    /// One whole frame as bytes: its header and its payload, masked for a client.
+    fn frame(&self, opcode: OpCode, parts: &[&[u8]]) -> Vec<u8> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mask = match self.shared.role {
+            Role::Client => Some(lock(&self.shared.masks).next()),
+            Role::Server => None,
+        };
+        let mut out = Vec::with_capacity(MAX_HEADER_LEN + len);
+        write_header(&mut out, opcode, len, mask);
+        let start = out.len();
+        for part in parts {
+            out.extend_from_slice(part);
+        }
+        if let Some(mask) = mask {
+            apply_mask(&mut out[start..], mask, 0);
+        }
+        out
+    }
+
+    /// Queues a frame and sends what the socket takes now, unless another thread is about
+    /// to (a waiting sender, the corked reader, the flusher).
+    fn enqueue(&self, parts: Vec<Part>, close: Option<(u16, String)>) -> Result<(), ChannelError> {
+        let shared = &self.shared;
+        shared.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut ob = lock(&shared.outbox);
+        shared.waiting.fetch_sub(1, Ordering::SeqCst);
+        if let Some(ended) = self.ended() {
+            return Err(ChannelError::Closed(ended));
+        }
+        if self.is_broken() {
+            return Err(ChannelError::Closed(Ended::Failed {
+                reason: self.drop_reason(),
+            }));
         }
         {
-            let mut closing = lock(&self.shared.closing);
-            if closing.is_some() {
-                return;
+            let mut closing = lock(&shared.closing);
+            if let Some((code, reason)) = closing.clone() {
+                return Err(ChannelError::Closed(Ended::ClosedByUs { code, reason }));
             }
-            *closing = Some((code, reason.to_string()));
+            if close.is_some() {
+                // Set under the outbox lock: no frame can be queued behind the close.
+                *closing = close;
+            }
         }
+        let deadline = shared.config.write_timeout.map(|t| Instant::now() + t);
+        if let Err(full) = ob.push(parts, deadline) {
+            drop(ob);
+            self.drop_connection(format!(
+                "the peer is not reading: more than {} bytes wait to be written to it",
+                full.limit
+            ));
+            return Err(ChannelError::OutboxFull { limit: full.limit });
+        }
+        if shared.corked.load(Ordering::SeqCst) && self.on_reader_thread() {
+            shared.corked_pending.store(true, Ordering::SeqCst);
+            return Ok(());
+        }
+        if ob.flusher || shared.waiting.load(Ordering::SeqCst) > 0 {
+            return Ok(());
+        }
+        self.pump_locked(&mut ob)
+    }
+
+    /// Sends what the socket takes; starts the flusher for the rest. Called with the
+    /// outbox locked and no flusher running.
+    fn pump_locked(&self, ob: &mut Outbox) -> Result<(), ChannelError> {
+        match pump(ob, &self.shared.tls, &self.shared.sock) {
+            Ok(Pumped::Drained) => Ok(()),
+            Ok(Pumped::Backlog) => {
+                ob.flusher = true;
+                if let Err(e) = spawn_flusher(self) {
+                    ob.flusher = false;
+                    self.drop_connection(format!("could not start a flusher thread: {e}"));
+                    return Err(ChannelError::Spawn(e));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let err = ChannelError::Io(e);
+                self.drop_connection(format!("write failed: {err}"));
+                Err(err)
+            }
+        }
+    }
+
+    /// Queues a close frame once; later calls and calls after the end do nothing.
+    fn send_close(&self, code: u16, reason: &str) {
+        // What goes on the wire, and so what the end reports.
+        let code = frame::sendable_close_code(code);
         let payload = close_payload(code, reason);
-        let frame = OpCode::Control(Control::Close);
-        if let Err(e) = w.write_frame(&self.shared.tls, frame, &[&payload], true) {
-            log::debug!("{}: could not send the close frame: {e}", self.label());
-            drop(w);
-            self.abort();
+        let frame = self.frame(OpCode::Control(Control::Close), &[&payload]);
+        match self.enqueue(vec![Part::Owned(frame)], Some((code, reason.to_string()))) {
+            Ok(()) | Err(ChannelError::Closed(_)) => {}
+            Err(e) => log::debug!("{}: could not send the close frame: {e}", self.label()),
         }
     }
 
-    /// Answers a ping, unless a sender holds the writer: the reader must never wait on a
-    /// writer that may itself be waiting for this reader to drain the peer. A skipped pong
-    /// is harmless (Kong never pings; RFC 6455 allows answering only the latest ping).
+    /// Answers a ping (through the outbox, like any frame: the reader never waits).
     fn send_pong(&self, payload: &[u8]) {
-        let Ok(mut w) = self.shared.writer.try_lock() else {
-            log::debug!("{}: writer busy, ping left unanswered", self.label());
-            return;
-        };
-        if self.close_sent().is_some() || w.broken {
+        if self.close_sent().is_some() {
             return;
         }
-        let _ = w.write_frame(
-            &self.shared.tls,
-            OpCode::Control(Control::Pong),
-            &[payload],
-            true,
-        );
+        let frame = self.frame(OpCode::Control(Control::Pong), &[payload]);
+        let _ = self.enqueue(vec![Part::Owned(frame)], None);
     }
 
-    /// Writes what TLS produced on its own while reading (alerts, key updates). If a sender
-    /// holds the writer, it writes these too with its next record.
-    fn flush_tls(&self) -> io::Result<()> {
-        match self.shared.writer.try_lock() {
-            Ok(mut w) => w.flush_tls(&self.shared.tls),
-            Err(_) => Ok(()),
+    /// Queues what TLS produced on its own while reading (alerts, key updates) and sends
+    /// it like any frame.
+    fn flush_tls(&self) -> Result<(), ChannelError> {
+        let mut ob = lock(&self.shared.outbox);
+        if self.is_broken() {
+            return Ok(());
         }
-    }
-
-    fn on_reader_thread(&self) -> bool {
-        self.shared.reader_thread.get() == Some(&std::thread::current().id())
+        {
+            let mut tls = lock(&self.shared.tls);
+            ob.drain_tls(&mut *tls).map_err(ChannelError::Io)?;
+        }
+        if ob.flusher || self.shared.corked.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.pump_locked(&mut ob)
     }
 
     /// Called by the reader around the frames of one read.
@@ -417,42 +655,104 @@ impl Channel {
         self.shared.corked.store(true, Ordering::SeqCst);
     }
 
-    /// Ends the reader's batch and writes what it sealed meanwhile.
+    /// Ends the reader's batch and sends what it queued meanwhile.
     fn uncork(&self) -> Result<(), ChannelError> {
         self.shared.corked.store(false, Ordering::SeqCst);
         if self.shared.corked_pending.swap(false, Ordering::SeqCst) {
-            let mut w = lock(&self.shared.writer);
-            if !w.broken {
-                let result = w.flush();
-                drop(w);
-                return result.map_err(|e| self.write_failed(e));
+            let mut ob = lock(&self.shared.outbox);
+            if !ob.flusher && !self.is_broken() {
+                return self.pump_locked(&mut ob);
             }
         }
         Ok(())
     }
 
-    /// A write failed: says why (a timeout means the peer is not reading), logs it once,
-    /// and tears the connection down.
-    fn write_failed(&self, e: io::Error) -> ChannelError {
-        let err = match (e.kind(), self.shared.config.write_timeout) {
-            (io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut, Some(after)) => {
-                ChannelError::WriteTimeout(after)
+    fn is_broken(&self) -> bool {
+        self.shared.broken.load(Ordering::SeqCst)
+    }
+
+    /// Torn down, or closing: nothing more will be read for the application.
+    pub(crate) fn is_going(&self) -> bool {
+        self.is_broken() || self.close_sent().is_some()
+    }
+
+    /// Tears the connection down because of this end's writes (the peer is not reading,
+    /// a write failed); the first reason is logged once and becomes the channel's end.
+    fn drop_connection(&self, reason: String) {
+        {
+            let mut dropped = lock(&self.shared.dropped);
+            if dropped.is_some() {
+                return;
             }
-            _ => ChannelError::Io(e),
-        };
-        log::warn!("{}: {err}", self.label());
+            log::warn!("{}: {reason}; dropping the connection", self.label());
+            *dropped = Some(reason);
+        }
         self.abort();
-        err
+    }
+
+    fn drop_reason(&self) -> String {
+        lock(&self.shared.dropped)
+            .clone()
+            .unwrap_or_else(|| "the connection was aborted".into())
     }
 
     fn close_sent(&self) -> Option<(u16, String)> {
         lock(&self.shared.closing).clone()
     }
 
-    /// Records the end, sends close_notify and shuts the socket down.
+    /// Records the end, sends what is waiting and then close_notify if the socket takes
+    /// them without waiting, shuts the socket down and joins the flusher.
     fn finish(&self, ended: &Ended) {
         *lock(&self.shared.ended) = Some(ended.clone());
-        lock(&self.shared.writer).finish(&self.shared.tls);
+        {
+            let mut ob = lock(&self.shared.outbox);
+            // close_notify must be the last record: only once nothing else waits (a
+            // record after it would be data after the end of the TLS stream).
+            let drained = !self.is_broken()
+                && !ob.flusher
+                && matches!(
+                    pump(&mut ob, &self.shared.tls, &self.shared.sock),
+                    Ok(Pumped::Drained)
+                );
+            if drained {
+                let mut tls = lock(&self.shared.tls);
+                tls.send_close_notify();
+                let _ = ob.drain_tls(&mut *tls);
+                drop(tls);
+                let _ = pump(&mut ob, &self.shared.tls, &self.shared.sock);
+            }
+            self.shared.broken.store(true, Ordering::SeqCst);
+        }
+        self.abort();
+        let flusher = lock(&self.shared.flusher_thread).take();
+        if let Some(t) = flusher {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Frame masks from the operating system's random source, fetched 64 at a time.
+#[derive(Default)]
+struct Masks {
+    pool: Vec<u8>,
+}
+
+impl Masks {
+    fn next(&mut self) -> [u8; 4] {
+        if self.pool.len() < 4 {
+            let mut fresh = vec![0u8; 256];
+            crate::random::fill(&mut fresh);
+            self.pool = fresh;
+        }
+        let at = self.pool.len() - 4;
+        let mask = [
+            self.pool[at],
+            self.pool[at + 1],
+            self.pool[at + 2],
+            self.pool[at + 3],
+        ];
+        self.pool.truncate(at);
+        mask
     }
 }
 

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::frame::{close_code, Decoder, Frame, Role};
-use super::{lock, Channel, ChannelError, CloseRequest, Ended, MessageSink, QueueSink};
+use super::{lock, Channel, ChannelError, CloseRequest, Ended, MessageSink, Pong, QueueSink};
 
 /// Bytes read from the socket per system call.
 const READ_CHUNK: usize = 16 * 1024 + 512;
@@ -34,6 +34,8 @@ pub struct Reader {
     sock: Arc<TcpStream>,
     decoder: Decoder,
     leftover: Vec<u8>,
+    /// The peer sent TLS close_notify: nothing more will come.
+    tls_closed: bool,
     _done: Sender<()>,
 }
 
@@ -51,6 +53,7 @@ impl Reader {
             sock,
             decoder: Decoder::new(role, max),
             leftover,
+            tls_closed: false,
             _done: done,
         }
     }
@@ -129,6 +132,10 @@ impl Reader {
                     reason: format!("write failed: {e}"),
                 };
             }
+            if self.tls_closed {
+                // Whatever the peer sent before its close_notify has been handled.
+                return self.eof("the peer ended TLS (close_notify) without a close frame");
+            }
             if self.decoder.pending() == 0 {
                 self.decoder.shrink();
             }
@@ -155,6 +162,9 @@ impl Reader {
 
     /// Decides how a connection that stopped delivering bytes ended.
     fn eof(&self, what: &str) -> Ended {
+        if let Some(reason) = lock(&self.channel.shared.dropped).clone() {
+            return Ended::Failed { reason };
+        }
         match self.channel.close_sent() {
             Some((code, reason)) => Ended::ClosedByUs { code, reason },
             None => Ended::Failed {
@@ -169,11 +179,16 @@ impl Reader {
         {
             let mut tls = lock(&self.channel.shared.tls);
             loop {
+                let mut stalled = false;
                 if !data.is_empty() {
-                    if let Err(e) = tls.read_tls(&mut data) {
-                        return Err(Ended::Failed {
-                            reason: format!("TLS buffer: {e}"),
-                        });
+                    match tls.read_tls(&mut data) {
+                        Ok(0) => stalled = true,
+                        Ok(_) => {}
+                        Err(e) => {
+                            return Err(Ended::Failed {
+                                reason: format!("TLS buffer: {e}"),
+                            })
+                        }
                     }
                 }
                 let state = match tls.process_new_packets() {
@@ -199,8 +214,21 @@ impl Reader {
                     }
                 }
                 wants_write |= tls.wants_write();
+                self.tls_closed |= state.peer_has_closed();
                 if data.is_empty() {
                     break;
+                }
+                if stalled && n == 0 {
+                    // rustls takes nothing more: the peer sent records after its
+                    // close_notify. Looping here would spin; the stream is over.
+                    let what = if state.peer_has_closed() {
+                        "the peer sent data after its TLS close_notify"
+                    } else {
+                        "TLS took no more bytes"
+                    };
+                    return Err(Ended::Failed {
+                        reason: what.to_string(),
+                    });
                 }
             }
         }
@@ -226,17 +254,23 @@ impl Reader {
                 }
             }
             Frame::Text => {
-                log::warn!(
-                    "{}: text frame received; closing with 1003",
-                    self.channel.label()
-                );
-                self.start_close(
-                    close_code::UNSUPPORTED_DATA,
-                    "text frames are not accepted: wRPC uses binary messages",
-                );
+                if self.channel.close_sent().is_some() {
+                    return None;
+                }
+                if let Err(CloseRequest { code, reason }) = sink.on_text() {
+                    log::warn!(
+                        "{}: text frame received; closing with {code}",
+                        self.channel.label()
+                    );
+                    self.start_close(code, &reason);
+                }
             }
-            Frame::Ping(payload) => self.channel.send_pong(&payload),
-            Frame::Pong => {}
+            Frame::Ping(payload) => match sink.on_ping(&payload) {
+                Ok(Pong::Echo) => self.channel.send_pong(&payload),
+                Ok(Pong::Empty) => self.channel.send_pong(&[]),
+                Err(CloseRequest { code, reason }) => self.start_close(code, &reason),
+            },
+            Frame::Pong => sink.on_pong(&[]),
             Frame::Close(peer) => {
                 if let Some((code, reason)) = self.channel.close_sent() {
                     return Some(Ended::ClosedByUs { code, reason });

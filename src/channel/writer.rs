@@ -1,197 +1,173 @@
-//! The sending half: frames a message, encrypts it under the TLS lock one record at a time,
-//! and writes the ciphertext outside that lock (but inside the writer lock, so records go
-//! out in the order they were sealed).
+//! Moving the outbox to the socket: a non-blocking send on the sender's own thread (the
+//! fast path: when the socket takes the bytes at once they go out at once), and a flusher
+//! thread that exists only while a backlog does. The flusher is the one thread allowed to
+//! wait on this connection's socket, and it waits at most until the oldest waiting
+//! message's write deadline.
 
 use std::io::{self, Write};
 use std::net::TcpStream;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use tungstenite::protocol::frame::coding::OpCode;
+use super::outbox::Outbox;
+use super::{lock, Channel};
 
-use super::frame::{apply_mask, write_header, Role, MAX_HEADER_LEN};
-use super::lock;
+/// Stack of a flusher thread: it seals records and writes them, nothing deeper.
+const FLUSHER_STACK_SIZE: usize = 64 * 1024;
 
-/// Plaintext per TLS record: the most one record carries.
-const RECORD: usize = 16 * 1024;
-
-/// The state behind the writer lock.
-pub(super) struct Writer {
-    sock: Arc<TcpStream>,
-    role: Role,
-    out: Vec<u8>,
-    scratch: Vec<u8>,
-    masks: Masks,
-    /// A write failed; the connection is unusable.
-    pub(super) broken: bool,
+/// What a pump left behind.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Pumped {
+    /// Everything reached the socket.
+    Drained,
+    /// The socket would block: bytes wait in the outbox.
+    Backlog,
 }
 
-impl Writer {
-    pub(super) fn new(sock: Arc<TcpStream>, role: Role) -> Writer {
-        Writer {
-            sock,
-            role,
-            out: Vec::new(),
-            scratch: Vec::new(),
-            masks: Masks::default(),
-            broken: false,
-        }
-    }
-
-    /// Frames and encrypts one whole message, then writes everything sealed so far if
-    /// `flush` (else it waits in `out` for the next flush: see `Channel::send`). On error
-    /// the writer is marked broken.
-    pub(super) fn write_frame(
-        &mut self,
-        tls: &Mutex<rustls::Connection>,
-        opcode: OpCode,
-        parts: &[&[u8]],
-        flush: bool,
-    ) -> io::Result<()> {
-        let mut result = self.write_frame_inner(tls, opcode, parts);
-        if flush && result.is_ok() {
-            result = self.flush_out();
-        }
-        if result.is_err() {
-            self.broken = true;
-        }
-        // Do not keep a big message's buffers around on an idle connection.
-        if self.scratch.capacity() > 2 * RECORD + MAX_HEADER_LEN {
-            self.scratch = Vec::new();
-        }
-        if self.out.is_empty() && self.out.capacity() > 4 * RECORD {
-            self.out = Vec::new();
-        }
-        result
-    }
-
-    /// Writes everything sealed so far.
-    pub(super) fn flush(&mut self) -> io::Result<()> {
-        let result = self.flush_out();
-        if result.is_err() {
-            self.broken = true;
-        }
-        result
-    }
-
-    fn write_frame_inner(
-        &mut self,
-        tls: &Mutex<rustls::Connection>,
-        opcode: OpCode,
-        parts: &[&[u8]],
-    ) -> io::Result<()> {
-        let mask = match self.role {
-            Role::Client => Some(self.masks.next()),
-            Role::Server => None,
-        };
-        let total: usize = parts.iter().map(|p| p.len()).sum();
-        self.scratch.clear();
-        write_header(&mut self.scratch, opcode, total, mask);
-        // Fill records of up to RECORD bytes from the parts in turn; the payload is copied
-        // once, into the record being sealed.
-        let mut offset = 0;
-        let (mut part, mut within) = (0, 0);
-        loop {
-            while part < parts.len() && self.scratch.len() < RECORD {
-                let rest = &parts[part][within..];
-                let take = (RECORD - self.scratch.len()).min(rest.len());
-                let start = self.scratch.len();
-                self.scratch.extend_from_slice(&rest[..take]);
-                if let Some(mask) = mask {
-                    apply_mask(&mut self.scratch[start..], mask, offset);
-                }
-                offset += take;
-                within += take;
-                if within == parts[part].len() {
-                    part += 1;
-                    within = 0;
-                }
-            }
-            self.seal_scratch(tls)?;
-            if offset >= total {
-                break;
-            }
-            self.scratch.clear();
-        }
-        Ok(())
-    }
-
-    /// Encrypts whatever rustls wants to send on its own (alerts, close_notify, key updates)
-    /// and writes it.
-    pub(super) fn flush_tls(&mut self, tls: &Mutex<rustls::Connection>) -> io::Result<()> {
-        {
+/// Sends what the socket takes without blocking, sealing as it goes, until the outbox is
+/// empty or the socket is full. Called with the outbox lock held and no flusher running.
+pub(super) fn pump(
+    ob: &mut Outbox,
+    tls: &Mutex<rustls::Connection>,
+    sock: &TcpStream,
+) -> io::Result<Pumped> {
+    loop {
+        let chunk = {
             let mut tls = lock(tls);
-            while tls.wants_write() {
-                tls.write_tls(&mut self.out)?;
-            }
+            ob.unwritten(&mut *tls)?
+        };
+        if chunk.is_empty() {
+            return Ok(Pumped::Drained);
         }
-        self.flush_out()
-    }
-
-    /// Sends TLS close_notify (best effort) and shuts the socket down.
-    pub(super) fn finish(&mut self, tls: &Mutex<rustls::Connection>) {
-        if !self.broken {
-            lock(tls).send_close_notify();
-            let _ = self.flush_tls(tls);
-        }
-        self.broken = true;
-        let _ = self.sock.shutdown(std::net::Shutdown::Both);
-    }
-
-    fn seal_scratch(&mut self, tls: &Mutex<rustls::Connection>) -> io::Result<()> {
-        let mut tls = lock(tls);
-        let mut rest = &self.scratch[..];
-        while !rest.is_empty() {
-            let n = tls.writer().write(rest)?;
-            rest = &rest[n..];
-            while tls.wants_write() {
-                tls.write_tls(&mut self.out)?;
-            }
-            if n == 0 {
+        match send_now(sock, chunk) {
+            Ok(0) => {
                 return Err(io::Error::new(
                     io::ErrorKind::WriteZero,
-                    "TLS refused plaintext",
-                ));
+                    "the socket took no bytes",
+                ))
+            }
+            Ok(n) => ob.wrote(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Pumped::Backlog),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One `send(2)` that never blocks, whatever the socket's mode (the reader keeps blocking
+/// reads on the same descriptor), and never raises SIGPIPE.
+#[cfg(unix)]
+fn send_now(sock: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let flags = libc::MSG_DONTWAIT;
+    socket2::SockRef::from(sock).send_with_flags(buf, flags)
+}
+
+/// Without a per-call non-blocking flag, the fast path only reports a backlog and the
+/// flusher writes everything.
+#[cfg(not(unix))]
+fn send_now(_sock: &TcpStream, _buf: &[u8]) -> io::Result<usize> {
+    Err(io::ErrorKind::WouldBlock.into())
+}
+
+/// Starts the flusher of `channel` (the caller has set `flusher` under the outbox lock).
+pub(super) fn spawn_flusher(channel: &Channel) -> io::Result<()> {
+    let ch = channel.clone();
+    let handle = std::thread::Builder::new()
+        .name(format!("dpspec-flush-{}", channel.label()))
+        .stack_size(FLUSHER_STACK_SIZE)
+        .spawn(move || flush(&ch))?;
+    // A previous flusher that has just let go of the backlog ends on its own.
+    *lock(&channel.shared.flusher_thread) = Some(handle);
+    Ok(())
+}
+
+/// The flusher: takes sealed chunks out of the outbox and writes them with blocking
+/// writes bounded by the oldest message's deadline, until the backlog is gone.
+fn flush(ch: &Channel) {
+    let shared = &ch.shared;
+    let write_timeout = shared.config.write_timeout;
+    loop {
+        let (chunk, mut deadline) = {
+            let mut ob = lock(&shared.outbox);
+            if ch.is_broken() {
+                ob.flusher = false;
+                return;
+            }
+            let taken = {
+                let mut tls = lock(&shared.tls);
+                ob.take(&mut *tls)
+            };
+            match taken {
+                Ok(Some(chunk)) => (chunk, deadline_of(&ob, write_timeout)),
+                Ok(None) => {
+                    ob.flusher = false;
+                    return;
+                }
+                Err(e) => {
+                    ob.flusher = false;
+                    drop(ob);
+                    ch.drop_connection(format!("sealing failed: {e}"));
+                    return;
+                }
+            }
+        };
+        let mut at = 0;
+        while at < chunk.len() {
+            let left = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left.max(Duration::from_millis(1))),
+                    _ => {
+                        let after = write_timeout.unwrap_or_default();
+                        ch.drop_connection(format!(
+                            "the peer is not reading: a message was not written within \
+                             {after:?}"
+                        ));
+                        lock(&shared.outbox).flusher = false;
+                        return;
+                    }
+                },
+                None => None,
+            };
+            let written = shared
+                .sock
+                .set_write_timeout(left)
+                .and_then(|()| (&*shared.sock).write(&chunk[at..]));
+            match written {
+                Ok(0) => {
+                    ch.drop_connection("write failed: the socket took no bytes".into());
+                    lock(&shared.outbox).flusher = false;
+                    return;
+                }
+                Ok(n) => {
+                    at += n;
+                    let mut ob = lock(&shared.outbox);
+                    ob.wrote_taken(n);
+                    deadline = deadline_of(&ob, write_timeout);
+                    shared.room.notify_all();
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => {
+                    ch.drop_connection(format!("write failed: {e}"));
+                    lock(&shared.outbox).flusher = false;
+                    return;
+                }
             }
         }
-        drop(tls);
-        // Large messages: write each record as it is sealed so memory stays small.
-        if self.out.len() >= 4 * RECORD {
-            self.flush_out()?;
-        }
-        Ok(())
-    }
-
-    fn flush_out(&mut self) -> io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let result = (&*self.sock).write_all(&self.out);
-        self.out.clear();
-        result
     }
 }
 
-/// Frame masks from the operating system's random source, fetched 64 at a time.
-#[derive(Default)]
-struct Masks {
-    pool: Vec<u8>,
-}
-
-impl Masks {
-    fn next(&mut self) -> [u8; 4] {
-        if self.pool.len() < 4 {
-            let mut fresh = vec![0u8; 256];
-            crate::random::fill(&mut fresh);
-            self.pool = fresh;
-        }
-        let at = self.pool.len() - 4;
-        let mask = [
-            self.pool[at],
-            self.pool[at + 1],
-            self.pool[at + 2],
-            self.pool[at + 3],
-        ];
-        self.pool.truncate(at);
-        mask
-    }
+/// The deadline of the oldest waiting message; bytes TLS produced on its own get a
+/// fresh write timeout.
+fn deadline_of(ob: &Outbox, write_timeout: Option<Duration>) -> Option<Instant> {
+    ob.deadline()
+        .or_else(|| write_timeout.map(|t| Instant::now() + t))
 }

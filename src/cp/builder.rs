@@ -8,11 +8,12 @@ use std::time::Duration;
 use super::events::DEFAULT_EVENT_CAPACITY;
 use super::ControlPlane;
 use crate::channel::DEFAULT_MAX_MESSAGE_SIZE;
+use crate::http::server::DEFAULT_MAX_HANDSHAKES;
 use crate::http::{HttpHandler, HttpLimits};
 use crate::services::config::PluginVersion;
 use crate::services::negotiation::{NegotiationPolicy, OfferedService};
 use crate::tls::{ClientAuth, Identity};
-use crate::wrpc::DEFAULT_CALL_TIMEOUT;
+use crate::wrpc::{DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_PENDING_REQUESTS};
 use crate::{Error, Result};
 
 /// Builds a [`ControlPlane`]; start it with [`Builder::start`].
@@ -38,6 +39,9 @@ pub struct Builder {
     pub(crate) close_timeout: Duration,
     pub(crate) sync_timeout: Duration,
     pub(crate) event_capacity: usize,
+    pub(crate) outbox_limit: Option<usize>,
+    pub(crate) max_pending_requests: usize,
+    pub(crate) max_handshakes: usize,
 }
 
 impl std::fmt::Debug for Builder {
@@ -66,13 +70,16 @@ impl Default for Builder {
             max_connections_per_node: 4,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             worker_threads: 4,
-            push_threads: 16,
+            push_threads: 4,
             http_limits: HttpLimits::default(),
             http_handlers: Vec::new(),
             write_timeout: Some(Duration::from_secs(10)),
             close_timeout: Duration::from_secs(5),
             sync_timeout: DEFAULT_CALL_TIMEOUT,
             event_capacity: DEFAULT_EVENT_CAPACITY,
+            outbox_limit: None,
+            max_pending_requests: DEFAULT_MAX_PENDING_REQUESTS,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
         }
     }
 }
@@ -168,8 +175,9 @@ impl Builder {
         self
     }
 
-    /// Threads that push configs (one push per data plane at a time; a stuck data plane
-    /// holds one thread until its write times out). Default 16.
+    /// Threads that start config pushes: each decides what a data plane gets, and queues
+    /// the message on its connection (no thread waits for a data plane to read or answer:
+    /// its answer completes the push). Default 4.
     pub fn push_threads(mut self, n: usize) -> Self {
         self.push_threads = n;
         self
@@ -187,8 +195,10 @@ impl Builder {
         self
     }
 
-    /// How long one write to a data plane may block before that data plane is
-    /// disconnected. Default 10 s.
+    /// How long a message to a data plane may take to be wholly written, from the moment
+    /// it is queued; past it the data plane is not reading and is disconnected (event
+    /// [`CpEvent::DpDisconnected`](super::CpEvent::DpDisconnected) says so). Default 10 s.
+    /// `None`: no time limit (the outbox limit still applies).
     pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.write_timeout = timeout;
         self
@@ -208,6 +218,33 @@ impl Builder {
         self
     }
 
+    /// The most bytes that may wait to be written to one data plane. A data plane that
+    /// lets more pile up is not reading and is disconnected. Default twice the max message
+    /// size (8 MiB), and never less than one message of that size. A config body pushed
+    /// to many data planes is held once, whatever it counts for each.
+    pub fn outbox_limit(mut self, bytes: usize) -> Self {
+        self.outbox_limit = Some(bytes);
+        self
+    }
+
+    /// Each connection's fair share of the handler workers: requests queued or running at
+    /// once (open inbound streams included). Past it, that connection's reader stops
+    /// reading until one finishes, so TCP pushes back on that data plane alone and no
+    /// connection can fill the workers' queue for the others. Default
+    /// [`DEFAULT_MAX_PENDING_REQUESTS`] (8).
+    pub fn max_pending_requests(mut self, n: usize) -> Self {
+        self.max_pending_requests = n;
+        self
+    }
+
+    /// The most connections in the TLS handshake or HTTP head phase at once (they share
+    /// one deadline, [`HttpLimits::head_timeout`], counted from the accept). Past it new
+    /// connections wait in the listen backlog. Default [`DEFAULT_MAX_HANDSHAKES`] (512).
+    pub fn max_handshakes(mut self, n: usize) -> Self {
+        self.max_handshakes = n;
+        self
+    }
+
     /// How many events wait for a reader of [`ControlPlane::events`]; past that new
     /// events are dropped. Default 1024.
     pub fn event_capacity(mut self, n: usize) -> Self {
@@ -220,6 +257,11 @@ impl Builder {
         if self.identity.is_none() {
             return Err(Error::InvalidInput(
                 "the control plane needs a certificate and key: call Builder::identity".into(),
+            ));
+        }
+        if self.max_pending_requests == 0 || self.max_handshakes == 0 {
+            return Err(Error::InvalidInput(
+                "max_pending_requests and max_handshakes must be at least 1".into(),
             ));
         }
         if self.max_connections_per_node == 0 {

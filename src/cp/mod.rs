@@ -8,12 +8,18 @@
 //! | `push` | the current config, and pushing it (newest wins, one in flight per DP) |
 //! | [`registry`] | what is known of each connected data plane |
 //! | [`events`] | what happened, on a bounded channel |
-//! | `timer` | one thread for every ReportMetadata deadline |
+//! | `timer` | one thread for every deadline: ReportMetadata, SyncConfig answers, closes |
 //!
 //! Threads: the listener's accept thread; one thread per connection, which after the
 //! upgrade becomes that connection's reader; a pool of handler workers shared by all
-//! connections; a pool of push workers; one timer thread. A data plane that stops reading
-//! blocks only its own push worker until its write times out, and it is then disconnected.
+//! connections, of which each connection has a fair share
+//! ([`Builder::max_pending_requests`]); a few push workers; one timer thread; and, for a
+//! connection whose socket does not take what is sent at once, a flusher thread while
+//! that backlog lasts. No worker, push, timer or reader thread waits on a data plane's
+//! socket: sends go into the connection's bounded outbox ([`Builder::outbox_limit`]), a
+//! push completes when the data plane's answer arrives (or its deadline passes), and a
+//! data plane that does not read what it is sent within the write timeout is
+//! disconnected.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -88,6 +94,7 @@ pub(crate) struct Shared {
     pub(crate) max_per_node: usize,
     pub(crate) channel: ChannelConfig,
     pub(crate) sync_timeout: Duration,
+    pub(crate) max_pending_requests: usize,
     pub(crate) registry: Registry,
     pub(crate) events: Events,
     /// The newest config; pushes always read it afresh.
@@ -123,11 +130,13 @@ impl ControlPlane {
             max_per_node: b.max_connections_per_node,
             channel: ChannelConfig {
                 max_message_size: b.max_message_size,
+                outbox_limit: b.outbox_limit.unwrap_or(2 * b.max_message_size),
                 write_timeout: b.write_timeout,
                 close_timeout: b.close_timeout,
                 label: String::new(),
             },
             sync_timeout: b.sync_timeout,
+            max_pending_requests: b.max_pending_requests,
             registry: Registry::default(),
             events: Events::new(b.event_capacity),
             current: Mutex::new(None),
@@ -138,17 +147,12 @@ impl ControlPlane {
             timer: Mutex::new(None),
             stopping: AtomicBool::new(false),
         });
-        let weak: Weak<Shared> = Arc::downgrade(&shared);
-        let timer = Timer::start("cp-timer", move |conn| {
-            if let Some(shared) = weak.upgrade() {
-                session::metadata_deadline_passed(&shared, conn);
-            }
-        })?;
-        *lock(&shared.timer) = Some(timer);
+        *lock(&shared.timer) = Some(Timer::start("cp-timer")?);
         let mut config = ServerConfig::new(node_id);
         config.limits = b.http_limits;
         config.handlers = b.http_handlers;
         config.write_timeout = b.write_timeout;
+        config.max_handshakes = b.max_handshakes;
         let handler = Arc::new(session::Handler::new(&shared));
         let listener = match Listener::bind(b.listen.as_str(), tls, config, handler) {
             Ok(l) => l,
@@ -246,32 +250,56 @@ impl Shared {
         self.handler_pool.shutdown();
     }
 
-    /// When the ReportMetadata deadline of a connection starting now passes.
-    pub(crate) fn schedule_deadline(&self, conn: u64) {
+    /// Runs `task` on the timer thread at `at` (never, once the control plane stops).
+    /// It gets the control plane unless it has gone away meanwhile.
+    pub(crate) fn at(
+        self: &Arc<Self>,
+        at: Instant,
+        task: impl FnOnce(&Arc<Shared>) + Send + 'static,
+    ) {
+        let weak: Weak<Shared> = Arc::downgrade(self);
         if let Some(timer) = lock(&self.timer).as_ref() {
-            timer.schedule(Instant::now() + self.metadata_deadline, conn);
+            timer.schedule(at, move || {
+                if let Some(shared) = weak.upgrade() {
+                    task(&shared);
+                }
+            });
         }
+    }
+
+    /// Queues the close frame of connection `conn` and, if it has not ended by the close
+    /// timeout, shuts its socket down. Never waits.
+    pub(crate) fn close_conn(self: &Arc<Self>, conn: u64, code: u16, reason: &str) {
+        let Some(peer) = self.registry.update(conn, |e| e.peer.clone()) else {
+            return;
+        };
+        peer.channel().start_close(code, reason);
+        let at = Instant::now() + self.channel.close_timeout;
+        self.at(at, move |shared| {
+            let still = shared.registry.update(conn, |e| e.peer.clone());
+            if let Some(peer) = still {
+                log::debug!("connection {conn}: no close reply in time; shutting it down");
+                peer.channel().abort();
+            }
+        });
     }
 }
 
-/// Closes every connection with 1000, all at once: one short-lived thread per connection,
-/// since each close waits for that data plane's close frame (at most the close timeout).
+/// Closes every connection with 1000 at once, without a thread per connection: every
+/// close frame is queued first, then all get one close timeout to answer, then the rest
+/// are shut down.
 fn close_all(shared: &Shared) {
     let peers = shared.registry.peers();
-    std::thread::scope(|s| {
-        for peer in &peers {
-            let spawned = std::thread::Builder::new()
-                .name("dpspec-cp-close".into())
-                .stack_size(128 * 1024)
-                .spawn_scoped(s, move || {
-                    peer.close(
-                        crate::channel::close_code::NORMAL,
-                        "control plane shutting down",
-                    )
-                });
-            if spawned.is_err() {
-                peer.channel().abort();
-            }
+    for peer in &peers {
+        peer.channel().start_close(
+            crate::channel::close_code::NORMAL,
+            "control plane shutting down",
+        );
+    }
+    let deadline = Instant::now() + shared.channel.close_timeout;
+    for peer in &peers {
+        if !peer.channel().wait_deadline(deadline) {
+            peer.channel().abort();
         }
-    });
+    }
 }

@@ -1,13 +1,17 @@
 //! The current config and its pushes.
 //!
-//! Per connection at most one push job runs. A job loops: take the newest config; stop if
-//! the data plane already has it; check the plugin gate; call SyncConfig and record the
-//! answer; repeat while a newer config has arrived. A config superseded while a push
-//! was in flight is never sent. Jobs run on the push pool, so a data plane that stops
-//! reading holds only its own job, until its write or its call times out and it is
-//! disconnected.
+//! Per connection at most one push is in flight. A push step, on a push worker, takes the
+//! newest config, stops if the data plane already has it, checks the plugin gate, and
+//! queues the SyncConfig request on the connection; it returns at once, waiting neither
+//! for the data plane to read nor to answer. The answer (on that connection's reader
+//! thread) or its deadline (on the timer thread) completes the push and records the
+//! outcome, and then the next step runs, which pushes again only if a newer config has
+//! arrived meanwhile. A config superseded while a push was in flight is never sent, and
+//! data planes that never answer hold no thread: only their deadline, after which they
+//! are disconnected.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use prost::encoding::{encoded_len_varint, int32, key_len};
 use prost::Message;
@@ -21,6 +25,7 @@ use crate::services::config::{SyncConfigRequest, SyncConfigResponse};
 use crate::services::gate::{plugin_gate, SyncStatus};
 use crate::services::SyncConfig;
 use crate::wrpc::envelope::PayloadV1;
+use crate::wrpc::pending::Answer;
 use crate::wrpc::{Rpc, WrpcError};
 use crate::{Error, Result};
 
@@ -100,9 +105,13 @@ pub(crate) fn schedule(shared: &Arc<Shared>, conn: u64) {
         e.pushing = true;
         true
     });
-    if start != Some(true) {
-        return;
+    if start == Some(true) {
+        submit(shared, conn);
     }
+}
+
+/// Queues the next push step of `conn` (whose `pushing` is set) on the push workers.
+fn submit(shared: &Arc<Shared>, conn: u64) {
     let job_shared = shared.clone();
     let job = Box::new(move || run(&job_shared, conn));
     if shared.push_pool.try_submit(job).is_err() {
@@ -118,144 +127,161 @@ enum Step {
     Push(crate::wrpc::Peer, String, Arc<CurrentConfig>),
 }
 
+/// One push step: decide, and queue the SyncConfig request; never waits.
 fn run(shared: &Arc<Shared>, conn: u64) {
-    loop {
-        // Read the current config under the registry lock: set_config stores it before
-        // taking this lock to schedule, so a newer config is never missed.
-        let step = shared.registry.update(conn, |e| {
-            let current = lock(&shared.current).clone();
-            let Some(current) = current else {
+    // Read the current config under the registry lock: set_config stores it before
+    // taking this lock to schedule, so a newer config is never missed.
+    let step = shared.registry.update(conn, |e| {
+        let current = lock(&shared.current).clone();
+        let Some(current) = current else {
+            e.pushing = false;
+            return Step::Done;
+        };
+        let done = e
+            .info
+            .last_push
+            .as_ref()
+            .is_some_and(|p| p.version >= current.version);
+        if done || shared.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            e.pushing = false;
+            return Step::Done;
+        }
+        if let Some(cp_plugins) = &shared.plugins {
+            if let Err((status, reason)) = plugin_gate(cp_plugins, &e.info.plugins) {
                 e.pushing = false;
-                return Step::Done;
-            };
-            let done = e
-                .info
-                .last_push
-                .as_ref()
-                .is_some_and(|p| p.version >= current.version);
-            if done || shared.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-                e.pushing = false;
-                return Step::Done;
+                e.info.sync_status = status;
+                e.info.status_reason = Some(reason.clone());
+                return Step::Skip(e.info.node_id.clone(), status, reason, current.version);
             }
-            if let Some(cp_plugins) = &shared.plugins {
-                if let Err((status, reason)) = plugin_gate(cp_plugins, &e.info.plugins) {
-                    e.pushing = false;
-                    e.info.sync_status = status;
-                    e.info.status_reason = Some(reason.clone());
-                    return Step::Skip(e.info.node_id.clone(), status, reason, current.version);
-                }
-            }
-            e.info.sync_status = SyncStatus::Normal;
-            e.info.status_reason = None;
-            e.info.last_push = Some(PushRecord {
-                version: current.version,
-                hash: current.hashes.config.clone(),
-                outcome: PushOutcome::InFlight,
-            });
-            Step::Push(e.peer.clone(), e.info.node_id.clone(), current)
+        }
+        e.info.sync_status = SyncStatus::Normal;
+        e.info.status_reason = None;
+        e.info.last_push = Some(PushRecord {
+            version: current.version,
+            hash: current.hashes.config.clone(),
+            outcome: PushOutcome::InFlight,
         });
-        let (peer, node_id, current) = match step {
-            None | Some(Step::Done) => return,
-            Some(Step::Skip(node_id, status, reason, version)) => {
-                log::warn!(
-                    "not pushing config {version} to {node_id} (connection {conn}): {reason}"
-                );
-                shared.events.emit(CpEvent::ConfigSkipped {
+        Step::Push(e.peer.clone(), e.info.node_id.clone(), current)
+    });
+    let (peer, node_id, current) = match step {
+        None | Some(Step::Done) => return,
+        Some(Step::Skip(node_id, status, reason, version)) => {
+            log::warn!("not pushing config {version} to {node_id} (connection {conn}): {reason}");
+            shared.events.emit(CpEvent::ConfigSkipped {
+                conn,
+                node_id,
+                version,
+                status,
+                reason,
+            });
+            return;
+        }
+        Some(Step::Push(peer, node_id, current)) => (peer, node_id, current),
+    };
+    let version = current.version;
+    shared.events.emit(CpEvent::ConfigPushed {
+        conn,
+        node_id: node_id.clone(),
+        version,
+        hash: current.hashes.config.clone(),
+    });
+    log::debug!("pushing config {version} to {node_id} (connection {conn})");
+    let weak = Arc::downgrade(shared);
+    let node = node_id.clone();
+    let sent = peer.call_async(
+        SyncConfig::SERVICE_ID,
+        SyncConfig::RPC_ID,
+        current.body.clone(),
+        shared.sync_timeout,
+        move |answer| {
+            if let Some(shared) = weak.upgrade() {
+                complete(&shared, conn, &node, version, answer);
+            }
+        },
+    );
+    match sent {
+        // The deadline covers sending and answering: it starts as the request is queued.
+        Ok(seq) => shared.at(Instant::now() + shared.sync_timeout, move |shared| {
+            if let Some(peer) = shared.registry.update(conn, |e| e.peer.clone()) {
+                peer.expire(seq, SyncConfig::NAME);
+            }
+        }),
+        Err(e) => complete(shared, conn, &node_id, version, Err(e)),
+    }
+}
+
+/// A push's answer came, or it failed: record the outcome, then take the next step (a
+/// newer config may be waiting). Runs where the answer lands: keep it quick.
+fn complete(shared: &Arc<Shared>, conn: u64, node_id: &str, version: u64, answer: Answer) {
+    let answer = answer.and_then(|bytes| {
+        SyncConfigResponse::decode(&bytes[..]).map_err(|e| WrpcError::Decode {
+            name: SyncConfig::NAME.into(),
+            message: e.to_string(),
+        })
+    });
+    let node_id = node_id.to_string();
+    let (outcome, event) = match answer {
+        Ok(resp) if resp.accepted => (
+            PushOutcome::Accepted,
+            CpEvent::ConfigAcked {
+                conn,
+                node_id,
+                version,
+            },
+        ),
+        Ok(resp) => {
+            let reason = format!("refused with {} error(s)", resp.errors.len());
+            (
+                PushOutcome::Rejected(resp.errors.clone()),
+                CpEvent::ConfigRejected {
                     conn,
                     node_id,
                     version,
-                    status,
+                    errors: resp.errors,
                     reason,
-                });
-                return;
-            }
-            Some(Step::Push(peer, node_id, current)) => (peer, node_id, current),
-        };
-        let version = current.version;
-        let hash = current.hashes.config.clone();
-        shared.events.emit(CpEvent::ConfigPushed {
-            conn,
-            node_id: node_id.clone(),
-            version,
-            hash,
-        });
-        log::debug!("pushing config {version} to {node_id} (connection {conn})");
-        let answer = peer
-            .call_raw(
-                SyncConfig::SERVICE_ID,
-                SyncConfig::RPC_ID,
-                &current.body,
-                shared.sync_timeout,
-                SyncConfig::NAME,
-            )
-            .and_then(|bytes| {
-                SyncConfigResponse::decode(&bytes[..]).map_err(|e| WrpcError::Decode {
-                    name: SyncConfig::NAME.into(),
-                    message: e.to_string(),
-                })
-            });
-        drop(current);
-        let (outcome, event) = match answer {
-            Ok(resp) if resp.accepted => (
-                PushOutcome::Accepted,
-                CpEvent::ConfigAcked {
-                    conn,
-                    node_id: node_id.clone(),
-                    version,
                 },
-            ),
-            Ok(resp) => {
-                let reason = format!("refused with {} error(s)", resp.errors.len());
-                (
-                    PushOutcome::Rejected(resp.errors.clone()),
-                    CpEvent::ConfigRejected {
-                        conn,
-                        node_id: node_id.clone(),
-                        version,
-                        errors: resp.errors,
-                        reason,
-                    },
-                )
-            }
-            Err(e) => {
-                let reason = e.to_string();
-                if matches!(e, WrpcError::Timeout { .. }) {
-                    log::warn!(
-                        "{node_id} (connection {conn}) did not answer SyncConfig {version} \
-                         in {:?}; disconnecting it",
-                        shared.sync_timeout
-                    );
-                    peer.channel().abort();
-                } else {
-                    log::info!("push of config {version} to {node_id} failed: {reason}");
-                }
-                (
-                    PushOutcome::Failed(reason.clone()),
-                    CpEvent::ConfigRejected {
-                        conn,
-                        node_id: node_id.clone(),
-                        version,
-                        errors: Vec::new(),
-                        reason,
-                    },
-                )
-            }
-        };
-        let failed = matches!(outcome, PushOutcome::Failed(_));
-        shared.registry.update(conn, |e| {
-            if let Some(p) = e.info.last_push.as_mut() {
-                if p.version == version {
-                    p.outcome = outcome;
-                }
-            }
-            if failed {
-                e.pushing = false;
-            }
-        });
-        shared.events.emit(event);
-        if failed {
-            return;
+            )
         }
+        Err(e) => {
+            let reason = e.to_string();
+            if matches!(e, WrpcError::Timeout { .. }) {
+                log::warn!(
+                    "{node_id} (connection {conn}) did not answer SyncConfig {version} \
+                     in {:?}; disconnecting it",
+                    shared.sync_timeout
+                );
+                if let Some(peer) = shared.registry.update(conn, |e| e.peer.clone()) {
+                    peer.channel().abort();
+                }
+            } else {
+                log::info!("push of config {version} to {node_id} failed: {reason}");
+            }
+            (
+                PushOutcome::Failed(reason.clone()),
+                CpEvent::ConfigRejected {
+                    conn,
+                    node_id,
+                    version,
+                    errors: Vec::new(),
+                    reason,
+                },
+            )
+        }
+    };
+    let failed = matches!(outcome, PushOutcome::Failed(_));
+    shared.registry.update(conn, |e| {
+        if let Some(p) = e.info.last_push.as_mut() {
+            if p.version == version {
+                p.outcome = outcome;
+            }
+        }
+        if failed {
+            e.pushing = false;
+        }
+    });
+    shared.events.emit(event);
+    if !failed {
+        submit(shared, conn);
     }
 }
 

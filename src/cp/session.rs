@@ -94,6 +94,7 @@ fn run(shared: &Arc<Shared>, up: Upgraded) {
         shared.handler_pool.clone(),
         PeerConfig {
             call_timeout: shared.sync_timeout,
+            max_pending_requests: shared.max_pending_requests,
         },
     );
     let weak = Arc::downgrade(shared);
@@ -145,19 +146,14 @@ fn run(shared: &Arc<Shared>, up: Upgraded) {
     );
     if shared.stopping.load(Ordering::SeqCst) {
         // Registered after shutdown collected the connections to close: close it the same
-        // way, from a worker, while this thread reads the close reply.
-        let closer = peer.clone();
-        let job = Box::new(move || {
-            closer.close(
-                crate::channel::close_code::NORMAL,
-                "control plane shutting down",
-            )
-        });
-        if shared.handler_pool.try_submit(job).is_err() {
-            peer.channel().abort();
-        }
+        // way; this thread, about to read, waits at most the close timeout for the reply.
+        peer.channel().start_close(
+            crate::channel::close_code::NORMAL,
+            "control plane shutting down",
+        );
     } else {
-        shared.schedule_deadline(conn);
+        let at = std::time::Instant::now() + shared.metadata_deadline;
+        shared.at(at, move |shared| metadata_deadline_passed(shared, conn));
     }
     let ended = peer.serve(reader);
     shared.registry.remove(conn);
@@ -172,13 +168,13 @@ fn run(shared: &Arc<Shared>, up: Upgraded) {
     });
 }
 
-/// The ReportMetadata deadline of `conn` has passed (on the timer thread: hand the close
-/// to a worker, since closing waits for the data plane).
-pub(crate) fn metadata_deadline_passed(shared: &Arc<Shared>, conn: u64) {
+/// The ReportMetadata deadline of `conn` has passed (on the timer thread): if the
+/// metadata has still not come, queue the close frame and schedule the abort.
+fn metadata_deadline_passed(shared: &Arc<Shared>, conn: u64) {
     let late = shared.registry.update(conn, |e| {
-        (!e.info.metadata_reported).then(|| (e.peer.clone(), e.info.node_id.clone()))
+        (!e.info.metadata_reported).then(|| e.info.node_id.clone())
     });
-    let Some(Some((peer, node_id))) = late else {
+    let Some(Some(node_id)) = late else {
         return;
     };
     log::warn!(
@@ -186,11 +182,7 @@ pub(crate) fn metadata_deadline_passed(shared: &Arc<Shared>, conn: u64) {
          disconnecting it",
         shared.metadata_deadline
     );
-    let closer = peer.clone();
-    let job = Box::new(move || closer.close(CLOSE_POLICY, "no ReportMetadata in time"));
-    if shared.handler_pool.try_submit(job).is_err() {
-        peer.channel().abort();
-    }
+    shared.close_conn(conn, CLOSE_POLICY, "no ReportMetadata in time");
 }
 
 fn negotiate(

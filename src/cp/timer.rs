@@ -1,19 +1,23 @@
-//! One timer thread for the whole control plane: deadlines in a heap, fed by a channel.
+//! One timer thread for the whole control plane: tasks in a heap by due time, fed by a
+//! channel.
 //!
-//! The thread sleeps until the earliest deadline (or a new one arrives) with
+//! The thread sleeps until the earliest task is due (or a new one arrives) with
 //! `recv_deadline`: no per-connection threads, no polling, no wake-ups while nothing is
-//! due. When a deadline passes, the callback gets its key; it runs on the timer thread,
-//! so it must be quick (hand anything blocking to another thread).
+//! due. Tasks run on the timer thread, so each must be quick and must never wait on a
+//! socket: they queue a close frame, shut a socket down, or give up on a call.
 
-use std::cmp::Reverse;
+use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+/// Work to run when its time comes.
+pub(crate) type Task = Box<dyn FnOnce() + Send>;
+
 enum Command {
-    At(Instant, u64),
+    At(Instant, Task),
     Stop,
 }
 
@@ -24,25 +28,25 @@ pub(crate) struct Timer {
 }
 
 impl Timer {
-    /// Starts the thread `dpspec-<name>`; `fire(key)` runs for each deadline that passes.
-    pub(crate) fn start(name: &str, fire: impl Fn(u64) + Send + 'static) -> std::io::Result<Timer> {
+    /// Starts the thread `dpspec-<name>`.
+    pub(crate) fn start(name: &str) -> std::io::Result<Timer> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name(format!("dpspec-{name}"))
             .stack_size(256 * 1024)
-            .spawn(move || run(rx, fire))?;
+            .spawn(move || run(rx))?;
         Ok(Timer {
             tx,
             thread: Some(thread),
         })
     }
 
-    /// Calls `fire(key)` at `at` (at once if it has passed).
-    pub(crate) fn schedule(&self, at: Instant, key: u64) {
-        let _ = self.tx.send(Command::At(at, key));
+    /// Runs `task` at `at` (at once if it has passed).
+    pub(crate) fn schedule(&self, at: Instant, task: impl FnOnce() + Send + 'static) {
+        let _ = self.tx.send(Command::At(at, Box::new(task)));
     }
 
-    /// Stops the thread (deadlines not yet due are dropped) and joins it. Idempotent.
+    /// Stops the thread (tasks not yet due are dropped unrun) and joins it. Idempotent.
     pub(crate) fn stop(&mut self) {
         let _ = self.tx.send(Command::Stop);
         if let Some(t) = self.thread.take() {
@@ -59,23 +63,53 @@ impl Drop for Timer {
     }
 }
 
-fn run(rx: Receiver<Command>, fire: impl Fn(u64)) {
-    let mut heap: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
+/// A task in the heap: earliest first, then in the order scheduled.
+struct Due {
+    at: Instant,
+    order: u64,
+    task: Task,
+}
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.order) == (other.at, other.order)
+    }
+}
+
+impl Eq for Due {}
+
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Reversed: BinaryHeap pops the greatest, we want the earliest.
+        (other.at, other.order).cmp(&(self.at, self.order))
+    }
+}
+
+fn run(rx: Receiver<Command>) {
+    let mut heap: BinaryHeap<Due> = BinaryHeap::new();
+    let mut order = 0u64;
     loop {
         let now = Instant::now();
-        while let Some(Reverse((at, key))) = heap.peek().copied() {
-            if at > now {
-                break;
+        while heap.peek().is_some_and(|d| d.at <= now) {
+            if let Some(due) = heap.pop() {
+                (due.task)();
             }
-            heap.pop();
-            fire(key);
         }
         let next = match heap.peek() {
-            Some(Reverse((at, _))) => rx.recv_deadline(*at),
+            Some(d) => rx.recv_deadline(d.at),
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match next {
-            Ok(Command::At(at, key)) => heap.push(Reverse((at, key))),
+            Ok(Command::At(at, task)) => {
+                order += 1;
+                heap.push(Due { at, order, task });
+            }
             Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {}
         }
@@ -88,23 +122,39 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn fires_in_deadline_order_not_schedule_order() {
+    fn runs_in_due_order_not_schedule_order() {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let mut timer = Timer::start("timer-test", move |k| {
-            let _ = tx.send(k);
-        })
-        .unwrap();
+        let mut timer = Timer::start("timer-test").unwrap();
         let now = Instant::now();
-        timer.schedule(now + Duration::from_millis(60), 3);
-        timer.schedule(now + Duration::from_millis(20), 1);
-        timer.schedule(now + Duration::from_millis(40), 2);
-        timer.schedule(now + Duration::from_secs(3600), 4);
+        for (ms, key) in [(60, 3), (20, 1), (40, 2), (3_600_000, 4)] {
+            let tx = tx.clone();
+            timer.schedule(now + Duration::from_millis(ms), move || {
+                let _ = tx.send(key);
+            });
+        }
         let got: Vec<u64> = (0..3)
             .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap())
             .collect();
         assert_eq!(got, [1, 2, 3]);
-        assert!(now.elapsed() >= Duration::from_millis(60));
         timer.stop();
-        assert!(rx.try_recv().is_err(), "the far deadline must not fire");
+        assert!(rx.try_recv().is_err(), "the far task must not run");
+    }
+
+    #[test]
+    fn tasks_due_together_run_in_the_order_scheduled() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut timer = Timer::start("timer-test").unwrap();
+        let at = Instant::now();
+        for key in 0..50 {
+            let tx = tx.clone();
+            timer.schedule(at, move || {
+                let _ = tx.send(key);
+            });
+        }
+        let got: Vec<u32> = (0..50)
+            .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap())
+            .collect();
+        assert_eq!(got, (0..50).collect::<Vec<_>>());
+        timer.stop();
     }
 }

@@ -8,6 +8,7 @@
 //! | [`pending`] | the seq counter, calls waiting for answers, deadlines |
 //! | [`service`] | typed services ([`wrpc_service!`](crate::wrpc_service)) and handler tables |
 //! | [`pool`] | the worker threads that run handlers |
+//! | `fair` | each connection's fair share of those workers |
 //! | [`stream`] | STREAM_BEGIN / STREAM_MESSAGE / STREAM_END |
 //! | [`peer`] | the peer itself |
 
@@ -16,6 +17,7 @@ use std::fmt;
 use crate::channel::{ChannelError, Ended};
 
 pub mod envelope;
+mod fair;
 pub mod peer;
 pub mod pending;
 pub mod pool;
@@ -24,6 +26,7 @@ pub mod stream;
 pub mod validate;
 
 pub use envelope::ErrorType;
+pub use fair::DEFAULT_MAX_PENDING_REQUESTS;
 pub use peer::{Peer, PeerConfig, DEFAULT_CALL_TIMEOUT};
 pub use pool::WorkerPool;
 pub use service::{Context, HandlerError, Rpc, Services};

@@ -10,7 +10,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::envelope::{decode_envelope, encode_envelope, request_head, ErrorType, PayloadV1};
-use super::pending::{deadline_after, is_past, AnswerSlot, Pending, Resolved, SeqCounter};
+use super::fair::{FairShare, DEFAULT_MAX_PENDING_REQUESTS};
+use super::pending::{
+    deadline_after, is_past, Answer, AnswerSlot, Pending, Resolved, SeqCounter, Waiter,
+};
 use super::pool::WorkerPool;
 use super::service::{Context, Entry, Lookup, Services};
 use super::stream::{OutboundStream, Streams};
@@ -29,12 +32,19 @@ pub struct PeerConfig {
     /// How long a call waits for its answer unless the call says otherwise; also sets the
     /// request's wire deadline. Default 90 s, Kong's.
     pub call_timeout: Duration,
+    /// The connection's fair share of the worker pool: requests queued or running at once
+    /// (open inbound streams count while their handler runs). Past it the reader stops
+    /// reading until one finishes, so TCP pushes back on this peer alone. Default
+    /// [`DEFAULT_MAX_PENDING_REQUESTS`] (8). Inline handlers run on the reader and do not
+    /// count.
+    pub max_pending_requests: usize,
 }
 
 impl Default for PeerConfig {
     fn default() -> Self {
         PeerConfig {
             call_timeout: DEFAULT_CALL_TIMEOUT,
+            max_pending_requests: DEFAULT_MAX_PENDING_REQUESTS,
         }
     }
 }
@@ -48,6 +58,7 @@ struct Inner {
     services: Services,
     pool: Arc<WorkerPool>,
     streams: Streams,
+    fair: FairShare,
     config: PeerConfig,
     end_hooks: Mutex<Option<Vec<EndHook>>>,
 }
@@ -85,6 +96,7 @@ impl Peer {
                 services,
                 pool,
                 streams: Streams::default(),
+                fair: FairShare::new(config.max_pending_requests),
                 config,
                 end_hooks: Mutex::new(Some(Vec::new())),
             }),
@@ -130,6 +142,10 @@ impl Peer {
         timeout: Duration,
         name: &str,
     ) -> Result<Vec<u8>, WrpcError> {
+        if self.inner.channel.on_reader_thread() {
+            // The answer could only be read by this very thread.
+            return Err(WrpcError::from_channel(ChannelError::OnReaderThread));
+        }
         let seq = self.next_seq();
         let slot = Arc::new(AnswerSlot::default());
         self.inner
@@ -151,6 +167,42 @@ impl Peer {
                 })
             }
         }
+    }
+
+    /// Calls (svc_id, rpc_id) without waiting: `body` is held by reference (one config
+    /// body serves every connection), and `on_answer` runs once with the answer, on the
+    /// reader thread, or with the error when the connection ends or [`expire`](Self::expire)
+    /// gives up on it. It must be quick. Returns the call's seq; on `Err` nothing was sent
+    /// and `on_answer` never runs.
+    pub(crate) fn call_async(
+        &self,
+        svc_id: u32,
+        rpc_id: u32,
+        body: Arc<[u8]>,
+        timeout: Duration,
+        on_answer: impl FnOnce(Answer) + Send + 'static,
+    ) -> Result<u32, WrpcError> {
+        let seq = self.next_seq();
+        let waiter = Waiter::Callback(Box::new(on_answer));
+        self.inner
+            .pending
+            .insert_waiter(seq, svc_id, rpc_id, waiter)?;
+        let head = request_head(svc_id, rpc_id, seq, deadline_after(timeout), body.len());
+        let sent = self.inner.channel.send_shared(&head, body);
+        if let Err(e) = sent.map_err(WrpcError::from_channel) {
+            self.inner.pending.remove(seq);
+            return Err(e);
+        }
+        Ok(seq)
+    }
+
+    /// Gives up on the call `seq` made with [`call_async`](Self::call_async): its callback
+    /// gets [`WrpcError::Timeout`] unless its answer came first. True if it was waiting.
+    pub(crate) fn expire(&self, seq: u32, name: &str) -> bool {
+        let timeout = Err(WrpcError::Timeout {
+            name: name.to_string(),
+        });
+        self.inner.pending.resolve_any(seq, timeout) == Resolved::Delivered
     }
 
     /// Begins a stream for `R`; see [`OutboundStream`].
@@ -349,6 +401,14 @@ impl Peer {
         if inline {
             return job();
         }
+        if !self.take_share() {
+            return;
+        }
+        let share = Share(self.clone());
+        let job = Box::new(move || {
+            let _share = share;
+            job();
+        });
         if self.inner.pool.try_submit(job).is_err() {
             log::warn!(
                 "{}: worker queue full; answering seq {seq} overloaded",
@@ -372,6 +432,10 @@ impl Peer {
             }
             _ => return self.send_error(&p, ErrorType::InvalidRpc, "no stream handler"),
         };
+        if !self.take_share() {
+            return;
+        }
+        let share = Share(self.clone());
         let stream = self.inner.streams.begin(p.stream_id);
         let ctx = Context {
             peer: self.clone(),
@@ -380,7 +444,10 @@ impl Peer {
             svc_id: p.svc_id,
             rpc_id: p.rpc_id,
         };
-        let job = Box::new(move || handler(&ctx, stream));
+        let job = Box::new(move || {
+            let _share = share;
+            handler(&ctx, stream)
+        });
         if self.inner.pool.try_submit(job).is_err() {
             self.inner.streams.end(p.stream_id);
             self.send_error(
@@ -393,6 +460,30 @@ impl Peer {
 
     fn label(&self) -> &str {
         self.inner.channel.label()
+    }
+
+    /// Takes one of this connection's shares of the pool, stopping reading while none is
+    /// left. False when the connection is going away meanwhile (the request is dropped).
+    fn take_share(&self) -> bool {
+        let channel = &self.inner.channel;
+        let fair = &self.inner.fair;
+        if fair.in_use() >= self.inner.config.max_pending_requests {
+            log::debug!(
+                "{}: {} requests queued or running; reading paused until one finishes",
+                self.label(),
+                fair.in_use()
+            );
+        }
+        fair.acquire(|| channel.is_going() || channel.ended().is_some())
+    }
+}
+
+/// One request's share of the pool, given back when its job is done (or dropped unrun).
+struct Share(Peer);
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        self.0.inner.fair.release();
     }
 }
 

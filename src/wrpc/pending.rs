@@ -83,10 +83,28 @@ impl AnswerSlot {
     }
 }
 
+/// Who gets a call's answer: a caller parked on a slot, or a callback run where the
+/// answer lands (the reader thread, the closer, or whoever expires the call).
+pub(crate) enum Waiter {
+    /// A caller blocked in [`AnswerSlot::wait_timeout`].
+    Parked(Arc<AnswerSlot>),
+    /// Code to run with the answer; it must be quick.
+    Callback(Box<dyn FnOnce(Answer) + Send>),
+}
+
+impl Waiter {
+    fn put(self, answer: Answer) {
+        match self {
+            Waiter::Parked(slot) => slot.put(answer),
+            Waiter::Callback(f) => f(answer),
+        }
+    }
+}
+
 struct Slot {
     svc_id: u32,
     rpc_id: u32,
-    answer: Arc<AnswerSlot>,
+    answer: Waiter,
 }
 
 /// The calls of one connection that wait for an answer, by the seq of their request.
@@ -122,6 +140,18 @@ impl Pending {
         rpc_id: u32,
         answer: Arc<AnswerSlot>,
     ) -> Result<(), WrpcError> {
+        self.insert_waiter(seq, svc_id, rpc_id, Waiter::Parked(answer))
+    }
+
+    /// Registers a call answered through `answer`; fails (dropping it uncalled) if the
+    /// connection has already ended.
+    pub(crate) fn insert_waiter(
+        &self,
+        seq: u32,
+        svc_id: u32,
+        rpc_id: u32,
+        answer: Waiter,
+    ) -> Result<(), WrpcError> {
         let mut t = lock(&self.inner);
         if let Some(e) = &t.closed {
             return Err(e.clone());
@@ -140,6 +170,11 @@ impl Pending {
     /// Forgets a call (its caller gave up).
     pub fn remove(&self, seq: u32) {
         lock(&self.inner).slots.remove(&seq);
+    }
+
+    /// Whether a call with this seq still waits.
+    pub fn contains(&self, seq: u32) -> bool {
+        lock(&self.inner).slots.contains_key(&seq)
     }
 
     /// Hands an answer to the call whose request had seq `ack`.
@@ -247,6 +282,34 @@ mod tests {
         p.close(WrpcError::Timeout { name: "x".into() });
         assert!(slot.wait_timeout(Duration::from_secs(1)).unwrap().is_err());
         assert!(p.insert(2, 1, 1, Arc::default()).is_err());
+    }
+
+    #[test]
+    fn callbacks_run_once_with_their_answer_outside_the_lock() {
+        let p = Arc::new(Pending::default());
+        let (tx, rx) = crossbeam_channel::unbounded();
+        for seq in [1, 2, 3] {
+            let (tx, p2) = (tx.clone(), p.clone());
+            let cb = Box::new(move |a: Answer| {
+                // The table is usable from inside a callback: no lock is held.
+                let _ = p2.len();
+                tx.send((seq, a.is_ok())).unwrap();
+            });
+            p.insert_waiter(seq, 1, 2, Waiter::Callback(cb)).unwrap();
+        }
+        assert_eq!(p.resolve(1, 1, 2, Ok(vec![])), Resolved::Delivered);
+        assert_eq!(
+            p.resolve_any(2, Err(WrpcError::Timeout { name: "t".into() })),
+            Resolved::Delivered
+        );
+        assert!(!p.contains(2) && p.contains(3));
+        p.close(WrpcError::Timeout {
+            name: "closed".into(),
+        });
+        let got: Vec<_> = rx.try_iter().collect();
+        assert_eq!(got, [(1, true), (2, false), (3, false)]);
+        let late = Waiter::Callback(Box::new(|_| panic!("must not run")));
+        assert!(p.insert_waiter(4, 1, 2, late).is_err());
     }
 
     #[test]

@@ -193,10 +193,12 @@ impl Services {
 
     /// Serves `R` with `handler` run on the connection's reader thread instead of a
     /// worker: one thread hand-off less per call (the echo benchmark's round trip drops
-    /// by about a third), but the connection reads nothing while the handler runs, and
-    /// sending its answer may wait on a peer that does not read. Only for handlers that
-    /// never block and finish in microseconds (an echo, a ping); use
-    /// [`Services::handle`] for everything else.
+    /// by about a third), but the connection reads nothing while the handler runs. Its
+    /// answer goes into the outbox like any other (it never waits on the peer). Only for
+    /// handlers that never block and finish in microseconds (an echo, a ping); use
+    /// [`Services::handle`] for everything else. An inline handler cannot call its own
+    /// peer: the answer could only be read by the thread that would wait for it, so such
+    /// a call fails at once.
     pub fn handle_inline<R, F>(&self, handler: F) -> &Self
     where
         R: Rpc,

@@ -78,6 +78,9 @@ const USAGE: &str = "usage:
 const METADATA_DEADLINE: Duration = Duration::from_secs(5);
 /// Pings before each phase's measured ones, not counted (caches, buffers, allocator).
 const WARM_UP_PINGS: usize = 20;
+/// The longest one phase of part (a) may take, teardown included (about 60 s when
+/// every bounded wait in it runs out); past it the phase is reported as failed.
+const PHASE_PATIENCE: Duration = Duration::from_secs(90);
 /// A ping not answered within this counts as a timeout.
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
 /// Targets: every ratio to the alone figure at most this, every p99 under `P99_TARGET_MS`.
@@ -114,6 +117,7 @@ fn main() -> ExitCode {
     }
 }
 
+#[derive(Clone)]
 struct Flags {
     reps: usize,
     pings: usize,
@@ -200,14 +204,15 @@ impl Env {
 }
 
 fn run(f: &Flags) -> Result<(), String> {
+    let f = &Arc::new(f.clone());
     let certs = fleet::cert_files("isolation")?;
     let tls = fleet::shared_client_tls(certs.cert.as_bytes(), certs.key.as_bytes())?;
-    let env = Env {
+    let env = Arc::new(Env {
         certs,
         tls,
         services: services_for(f.size),
         big_services: services_for(PIPE_FILLING_CONFIG),
-    };
+    });
     let started = Instant::now();
     let mut table: Vec<(Option<Kind>, Vec<PingRun>)> = std::iter::once(None)
         .chain(
@@ -221,7 +226,11 @@ fn run(f: &Flags) -> Result<(), String> {
     // A phase or the fan-out that fails is reported and the rest still runs.
     for rep in 1..=f.reps {
         for (kind, runs) in table.iter_mut() {
-            match ping_phase(&env, f, *kind, rep) {
+            let (env, f2, k) = (env.clone(), f.clone(), *kind);
+            let phase = within(PHASE_PATIENCE, "the phase", move || {
+                ping_phase(&env, &f2, k, rep)
+            });
+            match phase {
                 Ok(r) => {
                     println!("{}", r.json(*kind, rep));
                     runs.push(r);
@@ -235,7 +244,9 @@ fn run(f: &Flags) -> Result<(), String> {
         }
     }
     let fan = (f.n > 0).then(|| {
-        fanout(&env, f).inspect_err(|e| {
+        let (env, f2) = (env.clone(), f.clone());
+        let patience = Duration::from_secs(180) + 2 * f.reps as u32 * f.fanout_patience;
+        within(patience, "the fan-out", move || fanout(&env, &f2)).inspect_err(|e| {
             println!("{}", json!({"event": "fanout-failed", "error": e}));
         })
     });
@@ -306,10 +317,7 @@ fn ping_phase(env: &Env, f: &Flags, kind: Option<Kind>, rep: usize) -> Result<Pi
 
     let pings = measure_pings(&good, &hash, f);
     let bad = crowd.finish(Duration::from_secs(5));
-    good.close(1000, "phase done");
-    if let Some(late) = shutdown_within(cp, Duration::from_secs(15)) {
-        eprintln!("isolation: the CP took {late:?} to shut down");
-    }
+    tear_down(Some(good), cp);
     Ok(PingRun {
         pings,
         bad_ready,
@@ -339,17 +347,44 @@ fn wait_good_acked(cp: &ControlPlane, version: u64, patience: Duration) -> Resul
     ))
 }
 
-/// Shuts `cp` down on another thread; `None` if done within `patience`, else how long
-/// was waited (the CP is then left to finish on its own).
-fn shutdown_within(cp: ControlPlane, patience: Duration) -> Option<Duration> {
+/// Runs `job` on a thread of its own and waits at most `patience` for it: a CP (or a
+/// DP) that hangs in a teardown or a phase must not hang the benchmark. Past the
+/// patience the thread is left running and the error says so.
+fn within<T: Send + 'static>(
+    patience: Duration,
+    what: &str,
+    job: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
     let (tx, rx) = crossbeam_channel::bounded(1);
-    let t = Instant::now();
     std::thread::spawn(move || {
-        cp.shutdown();
-        drop(cp);
-        let _ = tx.send(());
+        let _ = tx.send(job());
     });
-    rx.recv_timeout(patience).err().map(|_| t.elapsed())
+    match rx.recv_timeout(patience) {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "{what} did not finish within {patience:?} (left running)"
+        )),
+    }
+}
+
+/// Closes the good DP and shuts `cp` down, each within a bounded time.
+fn tear_down(good: Option<Peer>, cp: ControlPlane) {
+    if let Some(good) = good {
+        let closed = within(Duration::from_secs(10), "closing the good DP", move || {
+            good.close(1000, "phase done");
+            Ok(())
+        });
+        if let Err(e) = closed {
+            eprintln!("isolation: {e}");
+        }
+    }
+    let stopped = within(Duration::from_secs(20), "the CP's shutdown", move || {
+        cp.shutdown();
+        Ok(())
+    });
+    if let Err(e) = stopped {
+        eprintln!("isolation: {e}");
+    }
 }
 
 /// The round trips of one phase's pings; a failed ping is `u64::MAX` (infinitely slow).
@@ -488,9 +523,7 @@ fn fanout(env: &Env, f: &Flags) -> Result<Fanout, String> {
     )?;
     let result = fanout_runs(env, f, &cp, &seen, &lines);
     drop(child.stdin.take());
-    if let Some(late) = shutdown_within(cp, Duration::from_secs(20)) {
-        eprintln!("isolation: the fan-out CP took {late:?} to shut down");
-    }
+    tear_down(None, cp);
     let deadline = Instant::now() + Duration::from_secs(10);
     while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));

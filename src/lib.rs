@@ -25,14 +25,16 @@
 
 pub mod channel;
 pub mod config;
-mod deadline;
 #[cfg(feature = "cp")]
 pub mod cp;
+#[cfg(any(feature = "dp", feature = "cp"))]
+mod deadline;
 #[cfg(feature = "dp")]
 pub mod dp;
 mod error;
 pub mod http;
 pub mod outlet;
+pub mod protocol;
 pub mod proxy;
 pub mod random;
 pub mod services;
@@ -44,6 +46,7 @@ pub mod wrpc;
 #[cfg(feature = "cp")]
 pub use cp::ControlPlane;
 pub use error::{Error, Result};
+pub use protocol::Protocol;
 
 #[cfg(feature = "dp")]
 pub use dp::DataPlane;

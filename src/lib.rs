@@ -17,9 +17,16 @@
 //! Where Kong's Lua nodes, Kong's Go library and the published spec disagree, the docs of
 //! the item concerned say what Kong does and which way this crate goes.
 //!
-//! No async runtime is used anywhere: every connection has one reader thread that blocks on
-//! its socket, handlers run on a bounded pool of worker threads, and callers block on
-//! channels with deadlines.
+//! No async runtime is used anywhere, and no thread of the library waits on another peer's
+//! socket: every connection has one reader thread that blocks on its own socket; sends go
+//! into the connection's bounded outbox and out with a non-blocking write (a flusher
+//! thread exists only while a backlog does; a peer that does not read within the write
+//! timeout is dropped); handlers run on a bounded pool of worker threads, of which each
+//! connection has a fair share; callers block on per-call slots with deadlines, and a
+//! control plane's pushes are completed by the data plane's answer, parking no thread.
+//! The phase before a connection is authenticated has one deadline and a cap. The
+//! [`channel`] module and the README's "Threads and limits" give every limit and its
+//! default.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

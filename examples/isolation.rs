@@ -94,6 +94,9 @@ const WRITE_SLICE: Duration = Duration::from_millis(100);
 /// connection's socket buffers hold (about 2.8 MB on Linux with its defaults), so the
 /// push to a slow reader cannot all be written and what the CP sends it next waits.
 const PIPE_FILLING_CONFIG: usize = 3 * 1024 * 1024;
+/// How long the bad peers of part (b) work before the first timed push.
+const FANOUT_SETTLE: Duration = Duration::from_secs(3);
+
 /// Names starting with this are bad peers (node ids and hostnames).
 const BAD: &str = "bad-";
 
@@ -583,7 +586,9 @@ fn fanout_runs(
     }
     let mut crowd = Crowd::start(cp.local_addr(), &env.tls, &mix_of(f.bad));
     let (bad_ready, _) = crowd.start_all(Duration::from_secs(15));
-    std::thread::sleep(Duration::from_millis(500));
+    // Let the flooders fill their pipes first: on one machine their own encryption
+    // competes for the same cores, and that is the attackers' cost, not the CP's.
+    std::thread::sleep(FANOUT_SETTLE);
     let mut beside = Vec::new();
     for _ in 0..f.reps {
         let r = push(&format!("{} bad peers", f.bad))?;

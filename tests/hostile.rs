@@ -578,6 +578,11 @@ fn a_peer_that_never_reads_is_dropped_at_its_write_timeout() {
     let cp = builder(&certs)
         .write_timeout(Some(Duration::from_millis(500)))
         .sync_timeout(Duration::from_secs(30))
+        // The flood below is what fills the buffers: let it through unthrottled.
+        .max_request_rate(dpspec::wrpc::RequestRate {
+            per_second: 1_000_000,
+            burst: 1_000_000,
+        })
         .start()
         .unwrap();
     let events = cp.events();

@@ -484,6 +484,27 @@ impl Channel {
         lock(&self.shared.outbox).backlog()
     }
 
+    /// Waits while more than `bytes` wait to be written, rechecking `stop` now and then;
+    /// false if `stop` said so (or the connection was torn down) first. For a reader
+    /// that pauses a peer which does not read its answers.
+    pub(crate) fn wait_backlog_below(&self, bytes: usize, stop: impl Fn() -> bool) -> bool {
+        let mut ob = lock(&self.shared.outbox);
+        while ob.backlog() > bytes {
+            if stop() || self.is_broken() {
+                return false;
+            }
+            ob = match self
+                .shared
+                .room
+                .wait_timeout(ob, Duration::from_millis(250))
+            {
+                Ok((ob, _)) => ob,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        true
+    }
+
     /// Waits until a message of `bytes` fits in the outbox, at most until `deadline`:
     /// for a thread of the application that sends a long run of messages and would rather
     /// wait for the peer than have it dropped as not reading. The library's own threads

@@ -13,7 +13,7 @@ use crate::http::{HttpHandler, HttpLimits};
 use crate::services::config::PluginVersion;
 use crate::services::negotiation::{NegotiationPolicy, OfferedService};
 use crate::tls::{ClientAuth, Identity};
-use crate::wrpc::{DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_PENDING_REQUESTS};
+use crate::wrpc::{RequestRate, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_PENDING_REQUESTS};
 use crate::{Error, Result};
 
 /// Builds a [`ControlPlane`]; start it with [`Builder::start`].
@@ -41,8 +41,17 @@ pub struct Builder {
     pub(crate) event_capacity: usize,
     pub(crate) outbox_limit: Option<usize>,
     pub(crate) max_pending_requests: usize,
+    pub(crate) max_request_rate: RequestRate,
     pub(crate) max_handshakes: usize,
 }
+
+/// The default request rate per data plane connection: 200 per second, bursts of 400.
+/// Kong's data planes make a few requests when they connect and one PingCP every 30 s,
+/// so only a flooding peer ever meets it.
+pub const DEFAULT_MAX_REQUEST_RATE: RequestRate = RequestRate {
+    per_second: 200,
+    burst: 400,
+};
 
 impl std::fmt::Debug for Builder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -79,6 +88,7 @@ impl Default for Builder {
             event_capacity: DEFAULT_EVENT_CAPACITY,
             outbox_limit: None,
             max_pending_requests: DEFAULT_MAX_PENDING_REQUESTS,
+            max_request_rate: DEFAULT_MAX_REQUEST_RATE,
             max_handshakes: DEFAULT_MAX_HANDSHAKES,
         }
     }
@@ -234,6 +244,14 @@ impl Builder {
     /// [`DEFAULT_MAX_PENDING_REQUESTS`] (8).
     pub fn max_pending_requests(mut self, n: usize) -> Self {
         self.max_pending_requests = n;
+        self
+    }
+
+    /// How fast one connection's requests are read: past the rate its reader waits (TCP
+    /// pushes back on that data plane alone), so a peer flooding requests costs the
+    /// others little. Default [`DEFAULT_MAX_REQUEST_RATE`].
+    pub fn max_request_rate(mut self, rate: RequestRate) -> Self {
+        self.max_request_rate = rate;
         self
     }
 

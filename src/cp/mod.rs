@@ -35,7 +35,7 @@ pub mod registry;
 mod session;
 mod timer;
 
-pub use builder::Builder;
+pub use builder::{Builder, DEFAULT_MAX_REQUEST_RATE};
 pub use events::CpEvent;
 pub use registry::{NodeInfo, PushOutcome, PushRecord};
 
@@ -95,6 +95,7 @@ pub(crate) struct Shared {
     pub(crate) channel: ChannelConfig,
     pub(crate) sync_timeout: Duration,
     pub(crate) max_pending_requests: usize,
+    pub(crate) max_request_rate: crate::wrpc::RequestRate,
     pub(crate) registry: Registry,
     pub(crate) events: Events,
     /// The newest config; pushes always read it afresh.
@@ -137,6 +138,7 @@ impl ControlPlane {
             },
             sync_timeout: b.sync_timeout,
             max_pending_requests: b.max_pending_requests,
+            max_request_rate: b.max_request_rate,
             registry: Registry::default(),
             events: Events::new(b.event_capacity),
             current: Mutex::new(None),

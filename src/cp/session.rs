@@ -95,6 +95,7 @@ fn run(shared: &Arc<Shared>, up: Upgraded) {
         PeerConfig {
             call_timeout: shared.sync_timeout,
             max_pending_requests: shared.max_pending_requests,
+            max_request_rate: Some(shared.max_request_rate),
         },
     );
     let weak = Arc::downgrade(shared);

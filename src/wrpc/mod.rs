@@ -26,7 +26,7 @@ pub mod stream;
 pub mod validate;
 
 pub use envelope::ErrorType;
-pub use fair::DEFAULT_MAX_PENDING_REQUESTS;
+pub use fair::{RequestRate, DEFAULT_MAX_PENDING_REQUESTS};
 pub use peer::{Peer, PeerConfig, DEFAULT_CALL_TIMEOUT};
 pub use pool::WorkerPool;
 pub use service::{Context, HandlerError, Rpc, Services};

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::envelope::{decode_envelope, encode_envelope, request_head, ErrorType, PayloadV1};
-use super::fair::{FairShare, DEFAULT_MAX_PENDING_REQUESTS};
+use super::fair::{Bucket, FairShare, RequestRate, Turns, DEFAULT_MAX_PENDING_REQUESTS};
 use super::pending::{
     deadline_after, is_past, Answer, AnswerSlot, Pending, Resolved, SeqCounter, Waiter,
 };
@@ -22,6 +22,10 @@ use super::{Rpc, WrpcError};
 use crate::channel::{
     close_code, lock, Channel, ChannelError, CloseRequest, Ended, MessageSink, Reader,
 };
+
+/// Requests are not read from a connection while more than this many bytes wait to be
+/// written to it (256 KiB): a peer that does not read its answers does not get more.
+pub const PAUSE_BACKLOG: usize = 256 * 1024;
 
 /// Kong's deadline for a request: 90 s after it is sent (go-wrpc uses 60 s).
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(90);
@@ -38,6 +42,11 @@ pub struct PeerConfig {
     /// [`DEFAULT_MAX_PENDING_REQUESTS`] (8). Inline handlers run on the reader and do not
     /// count.
     pub max_pending_requests: usize,
+    /// How fast the peer's requests are read: past the rate the reader waits, so a peer
+    /// flooding requests gets them served at this rate and costs the others little.
+    /// Default `None`: no limit (a Peer serving its own services at full speed); the
+    /// control plane sets one for data planes (see its builder).
+    pub max_request_rate: Option<RequestRate>,
 }
 
 impl Default for PeerConfig {
@@ -45,6 +54,7 @@ impl Default for PeerConfig {
         PeerConfig {
             call_timeout: DEFAULT_CALL_TIMEOUT,
             max_pending_requests: DEFAULT_MAX_PENDING_REQUESTS,
+            max_request_rate: None,
         }
     }
 }
@@ -59,6 +69,9 @@ struct Inner {
     pool: Arc<WorkerPool>,
     streams: Streams,
     fair: FairShare,
+    turns: Turns,
+    /// Only the reader takes from it.
+    bucket: Option<Mutex<Bucket>>,
     config: PeerConfig,
     end_hooks: Mutex<Option<Vec<EndHook>>>,
 }
@@ -97,6 +110,10 @@ impl Peer {
                 pool,
                 streams: Streams::default(),
                 fair: FairShare::new(config.max_pending_requests),
+                turns: Turns::default(),
+                bucket: config
+                    .max_request_rate
+                    .map(|r| Mutex::new(Bucket::new(r, std::time::Instant::now()))),
                 config,
                 end_hooks: Mutex::new(Some(Vec::new())),
             }),
@@ -409,7 +426,7 @@ impl Peer {
             let _share = share;
             job();
         });
-        if self.inner.pool.try_submit(job).is_err() {
+        if self.submit(job).is_err() {
             log::warn!(
                 "{}: worker queue full; answering seq {seq} overloaded",
                 self.label()
@@ -448,7 +465,7 @@ impl Peer {
             let _share = share;
             handler(&ctx, stream)
         });
-        if self.inner.pool.try_submit(job).is_err() {
+        if self.submit(job).is_err() {
             self.inner.streams.end(p.stream_id);
             self.send_error(
                 &p,
@@ -462,8 +479,44 @@ impl Peer {
         self.inner.channel.label()
     }
 
+    /// Queues a job for this connection's turns on the pool (see [`Turns`]); the job is
+    /// dropped unrun when the pool refuses.
+    fn submit(&self, job: super::pool::Job) -> Result<(), super::pool::Overloaded> {
+        if self.inner.turns.push(job) {
+            if let Err(e) = self.submit_turn() {
+                drop(self.inner.turns.take_back());
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn submit_turn(&self) -> Result<(), super::pool::Overloaded> {
+        let peer = self.clone();
+        self.inner
+            .pool
+            .try_submit(Box::new(move || peer.run_turn()))
+    }
+
+    /// One turn on a worker: queue the next turn behind the other connections', then run
+    /// one job. When the pool is full this worker keeps serving the connection itself.
+    fn run_turn(&self) {
+        loop {
+            let (job, more) = self.inner.turns.next();
+            let Some(job) = job else { return };
+            if more && self.submit_turn().is_err() {
+                job();
+                continue;
+            }
+            job();
+            return;
+        }
+    }
+
     /// Takes one of this connection's shares of the pool, stopping reading while none is
-    /// left. False when the connection is going away meanwhile (the request is dropped).
+    /// left, or while more than [`PAUSE_BACKLOG`] bytes of answers wait to be written to
+    /// the peer (it is not reading them: serving more of its requests only feeds an
+    /// outbox that will overflow). False when the connection is going away meanwhile (the request is dropped).
     fn take_share(&self) -> bool {
         let channel = &self.inner.channel;
         let fair = &self.inner.fair;
@@ -474,7 +527,22 @@ impl Peer {
                 fair.in_use()
             );
         }
-        fair.acquire(|| channel.is_going() || channel.ended().is_some())
+        let gone = || channel.is_going() || channel.ended().is_some();
+        if let Some(bucket) = &self.inner.bucket {
+            loop {
+                let wait = lock(bucket).take(std::time::Instant::now());
+                match wait {
+                    Ok(()) => break,
+                    Err(_) if gone() => return false,
+                    // The reader rests, so TCP pushes back on this peer alone.
+                    Err(wait) => std::thread::sleep(wait.min(Duration::from_millis(250))),
+                }
+            }
+        }
+        if !channel.wait_backlog_below(PAUSE_BACKLOG, gone) {
+            return false;
+        }
+        fair.acquire(gone)
     }
 }
 

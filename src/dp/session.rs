@@ -8,13 +8,13 @@ use crossbeam_channel::{select, Receiver, Sender};
 use super::intake::Outcome;
 use super::{DpEvent, Shared};
 use crate::channel::{close_code, lock, Channel, ChannelConfig, Role};
-use crate::http::client::{dial, DialOptions};
+use crate::http::DialOptions;
 use crate::services::config::{
     report_metadata_response, PingCPRequest, ReportMetadataRequest, SyncConfigRequest,
 };
 use crate::services::negotiation::{check_response, dp_request};
 use crate::services::{NegotiateServices, PingCP, ReportMetadata, SyncConfig};
-use crate::upgrade::NodeIdentity;
+use crate::upgrade::{dial, NodeIdentity, UpgradeTarget};
 use crate::wrpc::{Peer, PeerConfig, Services, WrpcError};
 
 /// How a session ended.
@@ -46,7 +46,7 @@ pub(crate) fn run(shared: &Arc<Shared>, shutdown: &Receiver<()>) -> SessionEnd {
     opts.server_name = s.server_name.clone();
     opts.proxy = s.proxy.clone();
     opts.connect_timeout = s.connect_timeout;
-    let dialed = match dial(&opts) {
+    let dialed = match dial(&opts, &UpgradeTarget::wrpc()) {
         Ok(d) => d,
         Err(e) => {
             return SessionEnd::failed(format!("connecting to {}:{}: {e}", s.host, s.port), false)

@@ -11,7 +11,8 @@ pub struct Status {
     pub cp_node_id: Option<String>,
     /// Services accepted in the last negotiation, as (name, version).
     pub negotiated: Vec<(String, String)>,
-    /// Version of the config applied last (from a CP or the cache).
+    /// Version of the config applied last (from a CP or the cache); `None` before any,
+    /// and when it came over Kong's JSON protocol, which has no version numbers.
     pub applied_version: Option<u64>,
     /// Hash of the config applied last.
     pub applied_hash: Option<String>,
@@ -37,8 +38,9 @@ pub enum DpEvent {
     },
     /// A config was applied (from a CP, or from the cache at start).
     ConfigApplied {
-        /// Its version.
-        version: u64,
+        /// Its version: `Some` on wRPC, `None` on Kong's JSON protocol (no version
+        /// numbers there; the hash identifies the config).
+        version: Option<u64>,
         /// Its hash.
         hash: String,
         /// It came from the cache.
@@ -46,9 +48,10 @@ pub enum DpEvent {
     },
     /// The handler rejected a config (or it could not be decoded); the old one stays.
     ConfigRejected {
-        /// Its version.
-        version: u64,
-        /// The errors reported to the CP.
+        /// Its version: `Some` on wRPC, `None` on Kong's JSON protocol.
+        version: Option<u64>,
+        /// The errors: reported to the CP on wRPC; only logged on Kong's JSON protocol,
+        /// which has no way to report them.
         errors: Vec<SyncConfigError>,
     },
     /// A PingCP was answered.

@@ -13,8 +13,11 @@ pub struct ConfigUpdate<'a> {
     pub config: &'a Map<String, Value>,
     /// The JSON text it was parsed from (inflated), or the cache file's config re-encoded.
     pub raw: &'a [u8],
-    /// The version the CP gave it (versions count per connection).
-    pub version: u64,
+    /// The version the CP gave it: `Some` on wRPC (versions count per connection),
+    /// `None` on Kong's JSON protocol, whose `reconfigure` has no version number (the
+    /// `config_hash` identifies a config there), and for a cached config that came from
+    /// a JSON CP.
+    pub version: Option<u64>,
     /// The config hash: the CP's id for this config, echoed in PingCP.
     pub hash: &'a str,
     /// The granular hashes (routes, services, plugins, upstreams, targets).

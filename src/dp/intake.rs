@@ -15,7 +15,8 @@ use crate::services::config::{GranularHashes, SyncConfigRequest, SyncConfigRespo
 /// The config in force.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Applied {
-    pub version: u64,
+    /// `None` on Kong's JSON protocol, which has no versions.
+    pub version: Option<u64>,
     pub hash: String,
 }
 
@@ -30,7 +31,7 @@ pub(crate) enum Outcome {
     Applied(Applied),
     /// Refused by the decoder or the handler; the applied config stays.
     Rejected {
-        version: u64,
+        version: Option<u64>,
         errors: Vec<SyncConfigError>,
     },
 }
@@ -137,7 +138,10 @@ impl Intake {
             )];
             (
                 rejected(errors.clone()),
-                Outcome::Rejected { version, errors },
+                Outcome::Rejected {
+                    version: Some(version),
+                    errors,
+                },
             )
         };
         let raw = match config::inflate(&req.config, self.max_inflated) {
@@ -153,14 +157,14 @@ impl Intake {
             let mut applied = lock(&self.applied);
             if let Some(a) = applied.as_mut().filter(|a| a.hash == hash) {
                 log::info!("config version {version} has the applied hash {hash}; not re-applying");
-                a.version = version;
+                a.version = Some(version);
                 return (accepted(), Outcome::Unchanged);
             }
         }
         let update = ConfigUpdate {
             config: &parsed,
             raw: &raw,
-            version,
+            version: Some(version),
             hash: &hash,
             hashes: &hashes,
             from_cache: false,
@@ -172,17 +176,20 @@ impl Intake {
             );
             return (
                 rejected(errors.clone()),
-                Outcome::Rejected { version, errors },
+                Outcome::Rejected {
+                    version: Some(version),
+                    errors,
+                },
             );
         }
         let a = Applied {
-            version,
+            version: Some(version),
             hash: hash.clone(),
         };
         // Cache first, then publish: whatever status() and PingCP report is on disk.
         if let Some(dir) = &self.cache_dir {
             let cached = CachedConfig {
-                version,
+                version: Some(version),
                 hash,
                 hashes,
                 config: parsed,

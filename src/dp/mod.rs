@@ -199,7 +199,7 @@ impl DataPlane {
         let mut status = lock(&self.shared.status).clone();
         // The applied config has one source of truth: the intake.
         if let Some(applied) = self.shared.intake.applied() {
-            status.applied_version = Some(applied.version);
+            status.applied_version = applied.version;
             status.applied_hash = Some(applied.hash);
         }
         status

@@ -1,12 +1,15 @@
 //! What the data plane tells its owner: a status snapshot and a stream of events.
 
 use crate::services::config::SyncConfigError;
+use crate::Protocol;
 
 /// A snapshot of the data plane's state, from [`DataPlane::status`](super::DataPlane::status).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Status {
     /// A connection to the CP is up (upgraded; negotiation may still be running).
     pub connected: bool,
+    /// The protocol the connection up now speaks; `None` while there is none.
+    pub protocol: Option<Protocol>,
     /// The CP's node id, from its `kong-node-id` header or the negotiation answer.
     pub cp_node_id: Option<String>,
     /// Services accepted in the last negotiation, as (name, version).
@@ -28,6 +31,9 @@ pub struct Status {
 pub enum DpEvent {
     /// The upgrade to the CP succeeded.
     Connected {
+        /// The protocol the connection speaks (chosen by the builder's
+        /// [`ProtocolChoice`](super::ProtocolChoice), or probed).
+        protocol: Protocol,
         /// The CP's node id from its `kong-node-id` header, if it sent one.
         cp_node_id: Option<String>,
     },
@@ -54,7 +60,9 @@ pub enum DpEvent {
         /// which has no way to report them.
         errors: Vec<SyncConfigError>,
     },
-    /// A PingCP was answered.
+    /// A ping went out: on wRPC, a PingCP that the CP answered; on Kong's JSON protocol,
+    /// a WebSocket ping queued for sending (Kong's CP answers with an empty pong, which
+    /// is not waited for).
     Pinged {
         /// The hash it carried.
         hash: String,

@@ -1,6 +1,7 @@
-//! A data plane: connects to a CP, negotiates, reports, pings, applies every config it is
-//! pushed (here: only counts the entities), and prints one JSON object per event on
-//! stdout; logs go to stderr.
+//! A data plane: connects to a CP (Kong's JSON protocol at `/v1/outlet` or wRPC, probed by
+//! default), reports, pings, applies every config it is pushed (here: only counts the
+//! entities), and prints one JSON object per event on stdout, each with the `protocol`
+//! of the connection (`json`, `wrpc`, or null before any); logs go to stderr.
 //!
 //! ```text
 //! cargo run --example dp -- --cp 127.0.0.1:8005 \
@@ -11,13 +12,17 @@
 //! with `--shared-cert`, else the CP host), `--ca PEM` (trust a CA bundle) or
 //! `--shared-cert PEM` (Kong's shared mode: pin this certificate), `--cert PEM --key PEM`
 //! (client certificate), `--node-id UUID`, `--hostname NAME`, `--version X.Y.Z` (default
-//! 3.1.1), `--proxy http://[user:pass@]host:port`, `--cache DIR`, `--exit-after-config`
-//! (exit 0 once a config from the CP is applied). `RUST_LOG=debug` for more logs.
+//! 3.1.1), `--proxy http://[user:pass@]host:port`, `--cache DIR`, `--protocol
+//! auto|wrpc|json` (default auto: Kong 3.0's `HEAD /v1/wrpc` probe), `--ping-interval
+//! SECONDS` (default 30), `--exit-after-config` (exit 0 once a config from the CP is
+//! applied). `RUST_LOG=debug` for more logs.
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use dpspec::dp::{ConfigUpdate, DataPlane, DpEvent};
+use std::time::Duration;
+
+use dpspec::dp::{ConfigUpdate, DataPlane, DpEvent, ProtocolChoice};
 use dpspec::proxy::ProxyUrl;
 use dpspec::tls::{Identity, TrustMode};
 use serde_json::{json, Value};
@@ -25,7 +30,8 @@ use serde_json::{json, Value};
 const USAGE: &str =
     "usage: dp --cp HOST:PORT [--ca PEM | --shared-cert PEM] [--cert PEM --key PEM] \
                      [--server-name NAME] [--node-id UUID] [--hostname NAME] [--version X.Y.Z] \
-                     [--proxy URL] [--cache DIR] [--exit-after-config]";
+                     [--proxy URL] [--cache DIR] [--protocol auto|wrpc|json] \
+                     [--ping-interval SECONDS] [--exit-after-config]";
 
 #[derive(Default)]
 struct Args {
@@ -40,6 +46,8 @@ struct Args {
     version: Option<String>,
     proxy: Option<String>,
     cache: Option<String>,
+    protocol: Option<String>,
+    ping_interval: Option<String>,
     exit_after_config: bool,
 }
 
@@ -70,6 +78,8 @@ fn parse_args() -> Result<Args, String> {
             "--version" => &mut args.version,
             "--proxy" => &mut args.proxy,
             "--cache" => &mut args.cache,
+            "--protocol" => &mut args.protocol,
+            "--ping-interval" => &mut args.ping_interval,
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         };
         *slot = Some(value);
@@ -131,12 +141,32 @@ fn start(args: &Args) -> Result<DataPlane, String> {
     if let Some(v) = &args.cache {
         b = b.cache_dir(v);
     }
+    if let Some(v) = &args.protocol {
+        b = b.protocol(v.parse::<ProtocolChoice>().map_err(|e| e.to_string())?);
+    }
+    if let Some(v) = &args.ping_interval {
+        let secs: f64 = v
+            .parse()
+            .ok()
+            .filter(|s: &f64| s.is_finite() && *s > 0.0)
+            .ok_or_else(|| format!("--ping-interval {v:?}: expected seconds above 0"))?;
+        b = b.ping_interval(Duration::from_secs_f64(secs));
+    }
     b.start().map_err(|e| e.to_string())
 }
 
-fn to_json(event: &DpEvent) -> Value {
+/// One event as a JSON line; `protocol` is that of the connection it happened on.
+fn to_json(event: &DpEvent, protocol: Option<&str>) -> Value {
+    let mut line = event_json(event);
+    if let Some(obj) = line.as_object_mut() {
+        obj.insert("protocol".into(), json!(protocol));
+    }
+    line
+}
+
+fn event_json(event: &DpEvent) -> Value {
     match event {
-        DpEvent::Connected { cp_node_id } => {
+        DpEvent::Connected { cp_node_id, .. } => {
             json!({"event": "connected", "cp_node_id": cp_node_id})
         }
         DpEvent::Negotiated { services } => json!({"event": "negotiated", "services": services}),
@@ -145,14 +175,24 @@ fn to_json(event: &DpEvent) -> Value {
             hash,
             from_cache,
         } => {
-            json!({"event": "config_applied", "version": version, "hash": hash, "from_cache": from_cache})
+            let mut line =
+                json!({"event": "config_applied", "hash": hash, "from_cache": from_cache});
+            // Only wRPC numbers its configs.
+            if let (Some(v), Some(obj)) = (version, line.as_object_mut()) {
+                obj.insert("version".into(), json!(v));
+            }
+            line
         }
         DpEvent::ConfigRejected { version, errors } => {
             let errors: Vec<Value> = errors
                 .iter()
                 .map(|e| json!({"id": e.id, "entity": e.entity, "type": e.err_type}))
                 .collect();
-            json!({"event": "config_rejected", "version": version, "errors": errors})
+            let mut line = json!({"event": "config_rejected", "errors": errors});
+            if let (Some(v), Some(obj)) = (version, line.as_object_mut()) {
+                obj.insert("version".into(), json!(v));
+            }
+            line
         }
         DpEvent::Pinged { hash } => json!({"event": "ping", "hash": hash}),
         DpEvent::Disconnected { reason } => json!({"event": "disconnected", "reason": reason}),
@@ -177,9 +217,16 @@ fn main() -> ExitCode {
         }
     };
     let mut out = std::io::stdout().lock();
-    println!("{}", json!({"event": "started", "node_id": dp.node_id()}));
+    println!(
+        "{}",
+        json!({"event": "started", "node_id": dp.node_id(), "protocol": null})
+    );
+    let mut protocol: Option<&'static str> = None;
     for event in dp.events().iter() {
-        let _ = writeln!(out, "{}", to_json(&event));
+        if let DpEvent::Connected { protocol: p, .. } = &event {
+            protocol = Some(p.as_str());
+        }
+        let _ = writeln!(out, "{}", to_json(&event, protocol));
         let _ = out.flush();
         if args.exit_after_config
             && matches!(

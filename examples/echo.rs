@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use dpspec::channel::{Channel, ChannelConfig, Role};
 use dpspec::http::{client, Listener, ServerConfig, UpgradeHandler, Upgraded};
 use dpspec::tls::{ClientAuth, ClientTls, Identity, ServerTls, TrustMode};
-use dpspec::upgrade::NodeIdentity;
+use dpspec::upgrade::{NodeIdentity, UpgradeTarget};
 use dpspec::wrpc::{Peer, PeerConfig, Services, WorkerPool};
 use dpspec::wrpc_service;
 use serde_json::json;
@@ -337,9 +337,9 @@ fn bench(f: &Flags) -> Result<(), String> {
     let trust = TrustMode::ca_pem_file(ca).map_err(|e| e.to_string())?;
     let tls = ClientTls::new(trust, None).map_err(|e| e.to_string())?;
     let node = NodeIdentity::new(dpspec::random::uuid_v4(), "echo-bench", "3.9.0");
-    let mut opts = client::DialOptions::new(host, port, tls, node);
-    opts.path = path;
-    let dialed = client::dial(&opts).map_err(|e| e.to_string())?;
+    let opts = client::DialOptions::new(host, port, tls, node);
+    let target = UpgradeTarget::new(path, Some(dpspec::upgrade::WRPC_SUBPROTOCOL));
+    let dialed = dpspec::upgrade::dial(&opts, &target).map_err(|e| e.to_string())?;
     let (channel, reader) = Channel::new(
         dialed.session,
         dialed.sock,

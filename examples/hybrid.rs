@@ -72,7 +72,7 @@ fn run() -> Result<(), String> {
             let count = |k: &str| u.config.get(k).and_then(|v| v.as_array()).map_or(0, Vec::len);
             println!(
                 "[dp] applying config version {}: {} services, {} routes, {} plugins, {} upstreams, {} targets",
-                u.version,
+                u.version.map_or("-".to_string(), |v| v.to_string()),
                 count("services"),
                 count("routes"),
                 count("plugins"),
@@ -95,10 +95,10 @@ fn run() -> Result<(), String> {
         let left = deadline.saturating_duration_since(Instant::now());
         select! {
             recv(dp.events()) -> e => match e.map_err(|_| "the DP stopped")? {
-                DpEvent::Connected { cp_node_id } => println!("[dp] connected (CP node {})", cp_node_id.unwrap_or_default()),
+                DpEvent::Connected { cp_node_id, .. } => println!("[dp] connected (CP node {})", cp_node_id.unwrap_or_default()),
                 DpEvent::Negotiated { services } => println!("[dp] negotiated {services:?}"),
                 DpEvent::ConfigApplied { version, hash: h, .. } => {
-                    println!("[dp] config version {version} applied, hash {h}");
+                    println!("[dp] config version {} applied, hash {h}", version.map_or("-".to_string(), |v| v.to_string()));
                     if h != hash {
                         return Err(format!("the DP applied hash {h}, the CP sent {hash}"));
                     }

@@ -51,12 +51,13 @@ use crossbeam_channel::{Receiver, Sender};
 use dpspec::channel::frame::{apply_mask, write_header, Decoder, Frame};
 use dpspec::channel::Role;
 use dpspec::cp::{CpEvent, PushOutcome};
-use dpspec::http::client::{dial, DialOptions};
+use dpspec::http::DialOptions;
 use dpspec::services::config::{PingCPRequest, ReportMetadataRequest};
 use dpspec::services::negotiation::{check_response, dp_request, NegotiateServicesResponse};
 use dpspec::services::{NegotiateServices, PingCP, ReportMetadata};
 use dpspec::tls::{ClientTls, Identity};
 use dpspec::upgrade::NodeIdentity;
+use dpspec::upgrade::{dial, UpgradeTarget};
 use dpspec::wrpc::envelope::{decode_envelope, encode_envelope, MessageType, PayloadV1};
 use dpspec::wrpc::pending::deadline_after;
 use dpspec::wrpc::{Peer, Rpc, WorkerPool, WrpcError};
@@ -1210,7 +1211,7 @@ impl RawDp {
         let node = NodeIdentity::new(node_id, node_id, dpspec::dp::DEFAULT_KONG_VERSION);
         let mut opts = DialOptions::new("127.0.0.1", addr.port(), tls.clone(), node);
         opts.connect_timeout = Duration::from_secs(10);
-        let d = dial(&opts).map_err(|e| format!("{node_id}: {e}"))?;
+        let d = dial(&opts, &UpgradeTarget::wrpc()).map_err(|e| format!("{node_id}: {e}"))?;
         d.sock
             .set_write_timeout(Some(WRITE_SLICE))
             .map_err(|e| e.to_string())?;

@@ -18,6 +18,11 @@ const HASH_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 /// What the test handler saw: (version, hash, from_cache, number of top-level keys).
 type Seen = Arc<Mutex<Vec<(u64, String, bool, usize)>>>;
 
+/// wRPC configs always carry a version.
+fn version_of(u: &ConfigUpdate<'_>) -> u64 {
+    u.version.expect("a wRPC config has a version")
+}
+
 fn dp_for(cp: &ScriptCp, seen: &Seen) -> DataPlaneBuilder {
     support::logs::capture();
     let (trust, identity) = cp.dp_trust();
@@ -31,7 +36,7 @@ fn dp_for(cp: &ScriptCp, seen: &Seen) -> DataPlaneBuilder {
         .ping_interval(Duration::from_secs(3600))
         .config_handler(move |u: &ConfigUpdate<'_>| {
             seen.lock().unwrap().push((
-                u.version,
+                version_of(u),
                 u.hash.to_string(),
                 u.from_cache,
                 u.config.len(),
@@ -174,7 +179,13 @@ fn handler_rejection_is_reported_and_the_hash_stays() {
     );
     assert_eq!(dp.status().applied_hash.as_deref(), Some(HASH_A));
     wait_for(&dp, "rejection event", |e| {
-        matches!(e, DpEvent::ConfigRejected { version: 2, .. })
+        matches!(
+            e,
+            DpEvent::ConfigRejected {
+                version: Some(2),
+                ..
+            }
+        )
     });
 }
 
@@ -313,7 +324,7 @@ fn dp_started_with_the_cp_down_serves_the_cached_config() {
         .reconnect(Reconnect::Fixed(Duration::from_secs(60)))
         .config_handler(move |u: &ConfigUpdate<'_>| {
             seen2.lock().unwrap().push((
-                u.version,
+                version_of(u),
                 u.hash.to_string(),
                 u.from_cache,
                 u.config.len(),

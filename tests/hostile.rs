@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 use chaos::{client_frame, read_close_frame, rss_kib, threads, unix_now, RawDp};
 use dpspec::channel::Ended;
 use dpspec::cp::{Builder, CpEvent};
-use dpspec::http::{dial, DialOptions, HttpLimits};
+use dpspec::http::{DialOptions, HttpLimits};
 use dpspec::services::config::{PingCPRequest, ReportMetadataRequest};
 use dpspec::services::{PingCP, ReportMetadata};
 use dpspec::tls::ClientTls;
 use dpspec::upgrade::{build_request, generate_key, NodeIdentity};
+use dpspec::upgrade::{dial, UpgradeTarget};
 use dpspec::wrpc::envelope::{
     encode_envelope, ErrorType, MessageType, PayloadV1, WebsocketPayload,
 };
@@ -132,7 +133,7 @@ fn status_of(stream: &mut impl Read) -> u16 {
 
 fn upgrade_request(node_id: &str) -> Vec<u8> {
     let node = NodeIdentity::new(node_id, "h", "3.1.0");
-    build_request("cp", "/v1/wrpc", &node, &generate_key())
+    build_request("cp", &UpgradeTarget::wrpc(), &node, &generate_key())
 }
 
 #[test]
@@ -345,7 +346,7 @@ fn oversize_frames_close_with_1009() {
         NodeIdentity::new("liar", "h", "3.1.0"),
     );
     opts.connect_timeout = PATIENCE;
-    let d = dial(&opts).unwrap();
+    let d = dial(&opts, &UpgradeTarget::wrpc()).unwrap();
     let mut s = StreamOwned::new(d.session, d.sock);
     s.sock.set_read_timeout(Some(PATIENCE)).unwrap();
     s.write_all(&client_frame(2, &[], Some(1 << 62))).unwrap();

@@ -8,8 +8,9 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dpspec::http::{dial, request, HttpHandler, HttpLimits, Request, Response, ServerConfig};
+use dpspec::http::{request, HttpHandler, HttpLimits, Request, Response, ServerConfig};
 use dpspec::upgrade::{build_request, generate_key};
+use dpspec::upgrade::{dial, UpgradeTarget};
 use support::tls_pair::{dp_node, read_to_close, start, start_default, CP_ID, PATIENCE};
 
 /// Records the requests it gets and answers 200 with the body echoed.
@@ -53,7 +54,7 @@ fn head_probe_of_the_wrpc_path_is_400_not_404() {
 #[test]
 fn kong_node_id_is_on_the_101_a_400_and_a_404() {
     let cp = start_default();
-    let dialed = dial(&cp.dial_opts()).unwrap();
+    let dialed = dial(&cp.dial_opts(), &UpgradeTarget::wrpc()).unwrap();
     assert_eq!(dialed.response.header_str("kong-node-id"), Some(CP_ID));
 
     let (head, _) = cp.raw(b"GET /v1/wrpc HTTP/1.1\r\nHost: cp\r\n\r\n");
@@ -147,7 +148,7 @@ fn a_20_kib_request_head_gets_431() {
 
 /// A good upgrade request without its final blank line.
 fn request_prefix() -> Vec<u8> {
-    let mut bytes = build_request("cp", "/v1/wrpc", &dp_node(), &generate_key());
+    let mut bytes = build_request("cp", &UpgradeTarget::wrpc(), &dp_node(), &generate_key());
     bytes.truncate(bytes.len() - 2);
     bytes
 }
@@ -227,7 +228,7 @@ fn shutdown_joins_connection_threads_and_new_connects_are_refused() {
     let addr = cp.addr();
     // One connection idle in the HTTP phase, one handed over and already closed.
     let mut idle = cp.raw_connect();
-    let dialed = dial(&cp.dial_opts()).unwrap();
+    let dialed = dial(&cp.dial_opts(), &UpgradeTarget::wrpc()).unwrap();
     let up = cp.upgraded.recv_timeout(PATIENCE).unwrap();
     drop((dialed, up));
 

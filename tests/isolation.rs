@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use dpspec::channel::ChannelConfig;
 use dpspec::cp::{Builder, CpEvent, PushOutcome};
-use dpspec::http::{dial, DialOptions, HttpError, HttpLimits};
+use dpspec::http::{DialOptions, HttpError, HttpLimits};
 use dpspec::services::config::{PingCPRequest, ReportMetadataRequest, SyncConfigRequest};
 use dpspec::services::negotiation::dp_request;
 use dpspec::services::{NegotiateServices, PingCP, ReportMetadata};
 use dpspec::tls::{ClientAuth, ClientTls, ServerTls, TlsError};
 use dpspec::upgrade::NodeIdentity;
+use dpspec::upgrade::{dial, UpgradeTarget};
 use dpspec::wrpc::envelope::MessageType;
 use dpspec::wrpc::{WorkerPool, WrpcError};
 use dpspec::{ControlPlane, Error};
@@ -500,7 +501,7 @@ fn a_client_hello_trickled_byte_by_byte_is_dropped_at_the_deadline() {
     let node = NodeIdentity::new("trickled-dp", "h", "3.1.0");
     let mut opts = DialOptions::new("127.0.0.1", fake_addr.port(), a.tls.clone(), node);
     opts.connect_timeout = head_timeout;
-    let err = dial(&opts).expect_err("the handshake cannot complete");
+    let err = dial(&opts, &UpgradeTarget::wrpc()).expect_err("the handshake cannot complete");
     let t = fake.join().unwrap();
     assert!(is_timeout(&err), "not a timeout: {err:?}");
     assert!(

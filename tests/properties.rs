@@ -317,7 +317,7 @@ proptest! {
         sizes in prop::collection::vec(1usize..40, 1..4),
     ) {
         let node = NodeIdentity::new(id, host, version);
-        let bytes = build_request("cp.example:8005", "/v1/wrpc", &node, "dGhlIHNhbXBsZSBub25jZQ==");
+        let bytes = build_request("cp.example:8005", &dpspec::upgrade::UpgradeTarget::wrpc(), &node, "dGhlIHNhbXBsZSBub25jZQ==");
         let (head, left) = read_request_head(&mut Split::new(&bytes, sizes), &HttpLimits::default()).unwrap();
         prop_assert!(left.is_empty());
         let req = check_request(&head).unwrap();
@@ -528,7 +528,12 @@ fn write_fuzz_seeds() {
         "3.1.1",
     );
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
-    let upgrade = build_request("cp.example:8005", "/v1/wrpc", &node, key);
+    let upgrade = build_request(
+        "cp.example:8005",
+        &dpspec::upgrade::UpgradeTarget::wrpc(),
+        &node,
+        key,
+    );
     write(
         "http_request_head",
         "kong_upgrade",

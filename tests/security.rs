@@ -14,12 +14,13 @@ use std::time::Duration;
 
 use dpspec::dp::{ConfigUpdate, DataPlane, DpEvent, Reconnect};
 use dpspec::http::{
-    dial, request, DialOptions, HttpHandler, Listener, Request, Response, ServerConfig,
-    UpgradeHandler, Upgraded,
+    request, DialOptions, HttpHandler, Listener, Request, Response, ServerConfig, UpgradeHandler,
+    Upgraded,
 };
 use dpspec::proxy::ProxyUrl;
 use dpspec::tls::{self, ClientAuth, ClientTls, Identity, Peer, ServerTls, TlsError, TrustMode};
 use dpspec::upgrade::NodeIdentity;
+use dpspec::upgrade::{dial, UpgradeTarget};
 use dpspec::ControlPlane;
 use support::certs::{kong_shared, self_signed, Ca, Pem};
 use support::logs;
@@ -194,7 +195,11 @@ fn tls_1_0_and_1_1_client_hellos_get_a_fatal_alert_and_never_reach_http() {
     assert_eq!(counter.total(), 0);
     // The same listener serves a TLS 1.2+ DP, so the counters do count.
     let client = ClientTls::new(TrustMode::ca_pem(ca.pem.cert.as_bytes()).unwrap(), None).unwrap();
-    dial(&opts(cp.local_addr().port(), client)).unwrap();
+    dial(
+        &opts(cp.local_addr().port(), client),
+        &UpgradeTarget::wrpc(),
+    )
+    .unwrap();
     assert_eq!(counter.upgrades.load(Ordering::SeqCst), 1);
     assert_eq!(counter.http.load(Ordering::SeqCst), 0);
 }
@@ -237,7 +242,7 @@ fn dial_refused(leaf: &Pem, trust: TrustMode, server_name: Option<&str>) -> TlsE
     let (cp, counter) = counting_cp(ServerTls::new(identity(leaf), ClientAuth::None).unwrap());
     let mut o = opts(cp.local_addr().port(), ClientTls::new(trust, None).unwrap());
     o.server_name = server_name.map(str::to_string);
-    let err = tls_error(dial(&o).unwrap_err());
+    let err = tls_error(dial(&o, &UpgradeTarget::wrpc()).unwrap_err());
     assert_eq!(
         counter.total(),
         0,
@@ -350,7 +355,7 @@ fn assert_refused_before_http(
     counter: &Counter,
     expect: fn(&TlsError) -> bool,
 ) {
-    let err = tls_error(dial(&opts(port, client.clone())).unwrap_err());
+    let err = tls_error(dial(&opts(port, client.clone()), &UpgradeTarget::wrpc()).unwrap_err());
     assert!(expect(&err), "{err:?}");
     let err = tls_error(request(&opts(port, client), "GET", "/v1/probe", b"").unwrap_err());
     assert!(expect(&err), "{err:?}");
@@ -401,7 +406,7 @@ fn pki_cp_never_serves_http_to_a_dp_without_the_right_client_certificate() {
 
     // The right certificate gets through, so the counter does count.
     let good = ClientTls::new(trust(), Some(identity(&ca.client("dp")))).unwrap();
-    dial(&opts(port, good)).unwrap();
+    dial(&opts(port, good), &UpgradeTarget::wrpc()).unwrap();
     assert_eq!(counter.upgrades.load(Ordering::SeqCst), 1);
 }
 
@@ -428,7 +433,7 @@ fn shared_mode_cp_never_serves_http_to_a_dp_with_another_certificate() {
     );
 
     let good = ClientTls::new(pinned(), Some(identity(&cluster))).unwrap();
-    dial(&opts(port, good)).unwrap();
+    dial(&opts(port, good), &UpgradeTarget::wrpc()).unwrap();
     assert_eq!(counter.upgrades.load(Ordering::SeqCst), 1);
 }
 
@@ -446,7 +451,7 @@ fn verification_opt_out_warns_on_every_connection() {
     for n in 1..=2 {
         let mut o = opts(cp.local_addr().port(), client.clone());
         o.server_name = Some(name.to_string());
-        dial(&o).unwrap();
+        dial(&o, &UpgradeTarget::wrpc()).unwrap();
         let warnings = logs::lines_with(&needle);
         assert_eq!(warnings.len(), n, "{warnings:?}");
         assert!(

@@ -5,8 +5,9 @@ mod support;
 
 use std::io::Write;
 
-use dpspec::http::{dial, ServerConfig};
+use dpspec::http::ServerConfig;
 use dpspec::upgrade::{build_request, generate_key, Rejection, UpgradeError};
+use dpspec::upgrade::{dial, UpgradeTarget};
 use support::tls_pair::{dp_node, start, start_default, start_with, CP_ID, PATIENCE};
 
 /// The request `dpspec` sends, with the lines starting with `drop` (lowercase names)
@@ -14,7 +15,7 @@ use support::tls_pair::{dp_node, start, start_default, start_with, CP_ID, PATIEN
 fn request_without(drop: &[&str]) -> Vec<u8> {
     let text = String::from_utf8(build_request(
         "127.0.0.1:8005",
-        "/v1/wrpc",
+        &UpgradeTarget::wrpc(),
         &dp_node(),
         &generate_key(),
     ))
@@ -29,7 +30,7 @@ fn request_without(drop: &[&str]) -> Vec<u8> {
 fn dial_upgrades_and_cp_sees_identity_headers_and_query() {
     support::init_logs();
     let cp = start_default();
-    let dialed = dial(&cp.dial_opts()).unwrap();
+    let dialed = dial(&cp.dial_opts(), &UpgradeTarget::wrpc()).unwrap();
     assert_eq!(dialed.response.status, 101);
     assert_eq!(dialed.response.header_str("kong-node-id"), Some(CP_ID));
     assert!(dialed.leftover.is_empty());
@@ -147,7 +148,7 @@ fn admit_refusal_reaches_the_dp_with_status_reason_and_cp_id() {
                 .with_header("Retry-After", "5"),
         ),
     );
-    let err = dial(&cp.dial_opts()).unwrap_err();
+    let err = dial(&cp.dial_opts(), &UpgradeTarget::wrpc()).unwrap_err();
     let dpspec::Error::Upgrade(UpgradeError::Refused(refusal)) = &err else {
         panic!("{err:?}");
     };
@@ -170,7 +171,7 @@ fn shared_mode_dial_uses_kong_clustering_and_the_shared_certificate() {
     let cp = start_with(support::tls_pair::shared(), ServerConfig::new(CP_ID), None);
     let opts = cp.dial_opts();
     assert_eq!(opts.effective_server_name(), "kong_clustering");
-    let dialed = dial(&opts).unwrap();
+    let dialed = dial(&opts, &UpgradeTarget::wrpc()).unwrap();
     assert_eq!(dialed.response.status, 101);
     let up = cp.upgraded.recv_timeout(PATIENCE).unwrap();
     assert_eq!(up.session.server_name(), Some("kong_clustering"));
@@ -180,9 +181,9 @@ fn shared_mode_dial_uses_kong_clustering_and_the_shared_certificate() {
 #[test]
 fn dial_to_a_wrong_path_is_refused_404() {
     let cp = start_default();
-    let mut opts = cp.dial_opts();
-    opts.path = "/v2/elsewhere".into();
-    let err = dial(&opts).unwrap_err();
+    let opts = cp.dial_opts();
+    let target = UpgradeTarget::new("/v2/elsewhere", Some(dpspec::upgrade::WRPC_SUBPROTOCOL));
+    let err = dial(&opts, &target).unwrap_err();
     let dpspec::Error::Upgrade(UpgradeError::Refused(refusal)) = &err else {
         panic!("{err:?}");
     };
@@ -238,7 +239,7 @@ fn dial_through_a_connect_proxy() {
     let (proxy_addr, lines, proxy) = one_shot_proxy();
     let mut opts = cp.dial_opts();
     opts.proxy = Some(dpspec::proxy::ProxyUrl::new("127.0.0.1", proxy_addr.port()));
-    let dialed = dial(&opts).unwrap();
+    let dialed = dial(&opts, &UpgradeTarget::wrpc()).unwrap();
     assert_eq!(dialed.response.header_str("kong-node-id"), Some(CP_ID));
     assert_eq!(
         lines.recv_timeout(PATIENCE).unwrap(),

@@ -19,12 +19,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use dpspec::channel::{Channel, ChannelConfig, Role};
-use dpspec::http::client::{dial, DialOptions};
+use dpspec::http::DialOptions;
 use dpspec::services::config::{ReportMetadataRequest, SyncConfigResponse};
 use dpspec::services::negotiation::{check_response, dp_request};
 use dpspec::services::{NegotiateServices, ReportMetadata, SyncConfig};
 use dpspec::tls::{ClientTls, Identity, TrustMode};
 use dpspec::upgrade::NodeIdentity;
+use dpspec::upgrade::{dial, UpgradeTarget};
 use dpspec::wrpc::{HandlerError, Peer, PeerConfig, Services, WorkerPool};
 use serde_json::{json, Value};
 
@@ -230,7 +231,7 @@ pub fn connect_dp(
     );
     let mut opts = DialOptions::new(host, port, tls.clone(), node);
     opts.connect_timeout = Duration::from_secs(30);
-    let dialed = dial(&opts).map_err(|e| e.to_string())?;
+    let dialed = dial(&opts, &UpgradeTarget::wrpc()).map_err(|e| e.to_string())?;
     let (channel, reader) = Channel::new(
         dialed.session,
         dialed.sock,

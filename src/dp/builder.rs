@@ -1,5 +1,6 @@
 //! Settings of a [`DataPlane`](super::DataPlane), with Kong's defaults.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use super::reconnect::Reconnect;
 use super::DataPlane;
 use crate::channel::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::config::DEFAULT_MAX_INFLATED;
+use crate::outlet;
 use crate::proxy::ProxyUrl;
 use crate::services::config::PluginVersion;
 use crate::tls::{Identity, TrustMode};
@@ -17,6 +19,44 @@ use crate::{Error, Result};
 /// The Kong version a data plane reports by default: 3.1.1, the last Kong release that
 /// spoke wRPC.
 pub const DEFAULT_KONG_VERSION: &str = "3.1.1";
+
+/// Which protocol a data plane speaks to its CP.
+///
+/// Kong 2.x and 3.2 to 3.9 (every supported release, 3.4 LTS included) speak only Kong's
+/// JSON protocol at `/v1/outlet`; Kong 3.0 speaks both; Kong 3.1 only wRPC at
+/// `/v1/wrpc`. Note that a Kong CP refuses a DP whose Kong version (the builder's
+/// [`version`](DataPlaneBuilder::version), default 3.1.1) has another major or a newer
+/// minor than its own: for a 2.x CP, report a 2.x version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ProtocolChoice {
+    /// Kong 3.0's probe before every connection: `HEAD /v1/wrpc` with the kong-*
+    /// headers; a 404 means JSON, any other HTTP status wRPC (Kong 3.0 and 3.1 CPs answer
+    /// 400). A probe that fails (TCP, TLS, no answer) is a failed attempt, retried by the
+    /// reconnect policy; Kong 3.0 instead settles on JSON until it restarts. The default.
+    #[default]
+    Auto,
+    /// Always wRPC at `/v1/wrpc`.
+    Wrpc,
+    /// Always Kong's JSON protocol at `/v1/outlet`.
+    Json,
+}
+
+impl std::str::FromStr for ProtocolChoice {
+    type Err = Error;
+
+    /// `auto`, `wrpc` or `json`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(ProtocolChoice::Auto),
+            "wrpc" => Ok(ProtocolChoice::Wrpc),
+            "json" => Ok(ProtocolChoice::Json),
+            other => Err(Error::InvalidInput(format!(
+                "protocol {other:?}: expected auto, wrpc or json"
+            ))),
+        }
+    }
+}
 
 /// Builds a [`DataPlane`]. Every setter takes and returns the builder by value.
 pub struct DataPlaneBuilder {
@@ -28,11 +68,15 @@ pub struct DataPlaneBuilder {
     pub(crate) hostname: Option<String>,
     pub(crate) version: String,
     pub(crate) plugins: Vec<PluginVersion>,
+    pub(crate) labels: BTreeMap<String, String>,
     pub(crate) proxy: Option<ProxyUrl>,
+    pub(crate) protocol: ProtocolChoice,
     pub(crate) cache_dir: Option<PathBuf>,
     pub(crate) ping_interval: Duration,
+    pub(crate) liveness_timeout: Duration,
     pub(crate) reconnect: Reconnect,
     pub(crate) max_message_size: usize,
+    pub(crate) json_max_frame: usize,
     pub(crate) max_inflated_size: usize,
     pub(crate) connect_timeout: Duration,
     pub(crate) call_timeout: Duration,
@@ -51,11 +95,15 @@ impl DataPlaneBuilder {
             hostname: None,
             version: DEFAULT_KONG_VERSION.to_string(),
             plugins: Vec::new(),
+            labels: BTreeMap::new(),
             proxy: None,
+            protocol: ProtocolChoice::Auto,
             cache_dir: None,
-            ping_interval: Duration::from_secs(30),
+            ping_interval: outlet::PING_INTERVAL,
+            liveness_timeout: outlet::LIVENESS_TIMEOUT,
             reconnect: Reconnect::Kong,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            json_max_frame: outlet::DEFAULT_MAX_FRAME,
             max_inflated_size: DEFAULT_MAX_INFLATED,
             connect_timeout: crate::tcp::DEFAULT_CONNECT_TIMEOUT,
             call_timeout: Duration::from_secs(5),
@@ -106,7 +154,9 @@ impl DataPlaneBuilder {
         self
     }
 
-    /// The plugins reported in ReportMetadata, as (name, version). Default: none.
+    /// The plugins reported (ReportMetadata on wRPC, `basic_info` on JSON), as (name,
+    /// version); an empty version is left out of `basic_info`, as Kong does for a plugin
+    /// without one. Default: none.
     pub fn plugins<I, N, V>(mut self, plugins: I) -> Self
     where
         I: IntoIterator<Item = (N, V)>,
@@ -123,6 +173,30 @@ impl DataPlaneBuilder {
         self
     }
 
+    /// Labels sent in `basic_info` on Kong's JSON protocol (Kong 3.3+'s
+    /// `cluster_dp_labels`; the CP shows them in `/clustering/data-planes`). Default:
+    /// none, and then `labels` is left out of `basic_info`, as Kong does. wRPC has no
+    /// place for them.
+    pub fn labels<I, K, V>(mut self, labels: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.labels = labels
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        self
+    }
+
+    /// Which protocol to speak. Default [`ProtocolChoice::Auto`]: probe before every
+    /// connection, as Kong 3.0 does.
+    pub fn protocol(mut self, choice: ProtocolChoice) -> Self {
+        self.protocol = choice;
+        self
+    }
+
     /// An HTTP CONNECT proxy to reach the CP through. Default: none.
     pub fn proxy(mut self, proxy: ProxyUrl) -> Self {
         self.proxy = Some(proxy);
@@ -136,9 +210,19 @@ impl DataPlaneBuilder {
         self
     }
 
-    /// Time between PingCP calls. Default 30 s, Kong's.
+    /// Time between pings (PingCP on wRPC, WebSocket pings on JSON). Default 30 s,
+    /// Kong's `CLUSTERING_PING_INTERVAL`. On JSON a ping also goes out at once after
+    /// `basic_info` and after each applied config.
     pub fn ping_interval(mut self, interval: Duration) -> Self {
         self.ping_interval = interval;
+        self
+    }
+
+    /// On Kong's JSON protocol, how long the CP may stay silent (no frame of any kind)
+    /// before the connection is dropped and redialled. Default 45 s, Kong's `PING_WAIT`;
+    /// lower it in tests. (wRPC relies on PingCP answers within the call timeout.)
+    pub fn liveness_timeout(mut self, timeout: Duration) -> Self {
+        self.liveness_timeout = timeout;
         self
     }
 
@@ -148,10 +232,20 @@ impl DataPlaneBuilder {
         self
     }
 
-    /// Largest WebSocket message, both directions. Default 4 MiB, Kong's
-    /// `cluster_max_payload`.
+    /// Largest wRPC message, both directions. Default 4 MiB, Kong's
+    /// `cluster_max_payload` for wRPC (3.0, 3.1). For JSON see
+    /// [`json_max_frame`](Self::json_max_frame).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// Largest frame on Kong's JSON protocol, both directions; it bounds the gzipped
+    /// `reconfigure`. Default 16 MiB, Kong 3.4+'s `cluster_max_payload` (Kong 2.8 to 3.3
+    /// used 4 MiB). A larger frame is not buffered: the connection closes with 1009 and
+    /// is redialled by the reconnect policy (raise the limit on both ends).
+    pub fn json_max_frame(mut self, bytes: usize) -> Self {
+        self.json_max_frame = bytes;
         self
     }
 
@@ -203,6 +297,18 @@ impl DataPlaneBuilder {
             return Err(Error::InvalidInput(
                 "the ping interval must be above 0".into(),
             ));
+        }
+        if self.liveness_timeout.is_zero() {
+            return Err(Error::InvalidInput(
+                "the liveness timeout must be above 0".into(),
+            ));
+        }
+        if self.json_max_frame < 1024 {
+            return Err(Error::InvalidInput(format!(
+                "a JSON max frame of {} bytes is too small for basic_info; Kong's default is {}",
+                self.json_max_frame,
+                outlet::DEFAULT_MAX_FRAME
+            )));
         }
         DataPlane::start(self)
     }

@@ -17,8 +17,10 @@ pub const NODE_ID_FILE: &str = "node_id";
 /// A config as cached: what was applied, with its version and hashes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CachedConfig {
-    /// The version the CP gave it (versions count per connection; kept for information).
-    pub version: u64,
+    /// The version the CP gave it (versions count per connection; kept for information):
+    /// `None` for a config from Kong's JSON protocol, which has none. The file leaves the
+    /// field out then, and files without it (or with `null`) read as `None`.
+    pub version: Option<u64>,
     /// The config hash (the CP's id for it).
     pub hash: String,
     /// The granular hashes as received.
@@ -31,8 +33,7 @@ pub struct CachedConfig {
 /// previous file or the new one, never a mix.
 pub fn write_config(dir: &Path, cached: &CachedConfig) -> std::io::Result<()> {
     let hashes = &cached.hashes;
-    let doc = serde_json::json!({
-        "version": cached.version,
+    let mut doc = serde_json::json!({
         "hash": cached.hash,
         "hashes": {
             "config": hashes.config, "routes": hashes.routes, "services": hashes.services,
@@ -40,6 +41,9 @@ pub fn write_config(dir: &Path, cached: &CachedConfig) -> std::io::Result<()> {
         },
         "config": cached.config,
     });
+    if let (Some(v), Some(doc)) = (cached.version, doc.as_object_mut()) {
+        doc.insert("version".into(), v.into());
+    }
     let bytes = serde_json::to_vec(&doc).map_err(std::io::Error::other)?;
     write_atomically(dir, CONFIG_FILE, &bytes)
 }
@@ -64,13 +68,19 @@ pub fn read_config(dir: &Path) -> Result<Option<CachedConfig>, String> {
             .unwrap_or("")
             .to_string()
     };
-    let (Some(version), Some(hash), Some(Value::Object(config))) = (
-        doc.get("version").and_then(Value::as_u64),
-        field("hash"),
-        doc.get("config").cloned(),
-    ) else {
+    let version = match doc.get("version") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().ok_or_else(|| {
+            format!(
+                "{} has a version that is not a whole number; ignoring it",
+                path.display()
+            )
+        })?),
+    };
+    let (Some(hash), Some(Value::Object(config))) = (field("hash"), doc.get("config").cloned())
+    else {
         return Err(format!(
-            "{} lacks version, hash or config; ignoring it",
+            "{} lacks hash or config; ignoring it",
             path.display()
         ));
     };
@@ -140,13 +150,42 @@ mod tests {
         let mut config = Map::new();
         config.insert("_format_version".into(), "3.0".into());
         let cached = CachedConfig {
-            version: 3,
+            version: Some(3),
             hash: "a".repeat(32),
             hashes: crate::config::config_hashes(&config),
             config,
         };
         write_config(&dir, &cached).unwrap();
         assert_eq!(read_config(&dir).unwrap(), Some(cached));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_config_without_a_version_round_trips_and_old_files_still_read() {
+        let dir = tmpdir("nover");
+        let cached = CachedConfig {
+            version: None,
+            hash: "b".repeat(32),
+            hashes: crate::config::config_hashes(&Map::new()),
+            config: Map::new(),
+        };
+        write_config(&dir, &cached).unwrap();
+        let text = fs::read_to_string(dir.join(CONFIG_FILE)).unwrap();
+        assert!(!text.contains("\"version\""), "{text}");
+        assert_eq!(read_config(&dir).unwrap(), Some(cached));
+        // A file written before versions became optional.
+        let old = format!(
+            r#"{{"version":7,"hash":"{}","config":{{}}}}"#,
+            "c".repeat(32)
+        );
+        fs::write(dir.join(CONFIG_FILE), old).unwrap();
+        assert_eq!(read_config(&dir).unwrap().unwrap().version, Some(7));
+        fs::write(
+            dir.join(CONFIG_FILE),
+            r#"{"version":"x","hash":"h","config":{}}"#,
+        )
+        .unwrap();
+        assert!(read_config(&dir).is_err());
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -1,5 +1,7 @@
-//! SyncConfig on the data plane: order by version, inflate under a cap, parse, skip what
-//! is already applied, run the handler, cache what it accepted.
+//! Config intake on the data plane, shared by the protocols: a wRPC SyncConfig (order by
+//! version) or a JSON `reconfigure` frame; inflate under a cap, parse, skip what is
+//! already applied, run the handler, cache what it accepted. One config at a time for
+//! the whole data plane.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -10,12 +12,14 @@ use super::cache::{self, CachedConfig};
 use super::handler::{config_error, ConfigErrorType, ConfigHandler, ConfigUpdate, SyncConfigError};
 use crate::channel::lock;
 use crate::config::{self, Hashes};
+use crate::outlet::{self, Decoded};
 use crate::services::config::{GranularHashes, SyncConfigRequest, SyncConfigResponse};
 
 /// The config in force.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Applied {
-    pub version: u64,
+    /// `None` on Kong's JSON protocol, which has no versions.
+    pub version: Option<u64>,
     pub hash: String,
 }
 
@@ -30,7 +34,7 @@ pub(crate) enum Outcome {
     Applied(Applied),
     /// Refused by the decoder or the handler; the applied config stays.
     Rejected {
-        version: u64,
+        version: Option<u64>,
         errors: Vec<SyncConfigError>,
     },
 }
@@ -137,7 +141,10 @@ impl Intake {
             )];
             (
                 rejected(errors.clone()),
-                Outcome::Rejected { version, errors },
+                Outcome::Rejected {
+                    version: Some(version),
+                    errors,
+                },
             )
         };
         let raw = match config::inflate(&req.config, self.max_inflated) {
@@ -149,17 +156,85 @@ impl Intake {
             Err(e) => return reject(e.to_string()),
         };
         let (hash, hashes) = hashes_of(&req, &parsed);
+        let outcome = self.apply(Some(version), parsed, &raw, hash, hashes);
+        let resp = match &outcome {
+            Outcome::Rejected { errors, .. } => rejected(errors.clone()),
+            _ => accepted(),
+        };
+        (resp, outcome)
+    }
+
+    /// Handles one binary frame of Kong's JSON protocol (`/v1/outlet`), a `reconfigure`:
+    /// inflates it (gzip or zlib) under the cap and reads it
+    /// ([`outlet::decode_reconfigure`]), then applies it unless its hash is the applied
+    /// one. A message of another `type` is [`Outcome::Ignored`]; a frame that cannot be
+    /// decoded is [`Outcome::Rejected`] with one error saying why, like a SyncConfig
+    /// that cannot be decoded. Either way the applied config stays.
+    pub fn reconfigure(&self, frame: &[u8]) -> Outcome {
+        let _one = lock(&self.one_at_a_time);
+        let r = match outlet::decode_reconfigure(frame, self.max_inflated) {
+            Ok(Decoded::Reconfigure(r)) => r,
+            Ok(Decoded::Ignored { type_name }) => {
+                log::info!(
+                    "ignoring a message of type {} from the CP (only reconfigure is applied)",
+                    type_name.as_deref().unwrap_or("(none)")
+                );
+                return Outcome::Ignored;
+            }
+            Err(e) => {
+                log::warn!("rejecting a reconfigure from the CP, keeping the applied config: {e}");
+                return Outcome::Rejected {
+                    version: None,
+                    errors: vec![config_error(
+                        "",
+                        &format!("config: {e}"),
+                        ConfigErrorType::Validation,
+                    )],
+                };
+            }
+        };
+        let hash = r.effective_hash();
+        // No `hashes` (Kong before 2.8.1): 32 zeros for the parts, as Kong fills them.
+        let hashes = r.effective_hashes().unwrap_or_else(|| {
+            let zeros = || config::EMPTY_HASH.to_string();
+            Hashes {
+                config: hash.clone(),
+                routes: zeros(),
+                services: zeros(),
+                plugins: zeros(),
+                upstreams: zeros(),
+                targets: zeros(),
+            }
+        });
+        // The handler gets the config_table's JSON; the frame held the whole message.
+        let raw = serde_json::to_vec(&r.config).unwrap_or_default();
+        self.apply(None, r.config, &raw, hash, hashes)
+    }
+
+    /// Runs the handler on a decoded config unless its hash is the applied one, then
+    /// caches and publishes it. The caller holds `one_at_a_time`.
+    fn apply(
+        &self,
+        version: Option<u64>,
+        config: Map<String, Value>,
+        raw: &[u8],
+        hash: String,
+        hashes: Hashes,
+    ) -> Outcome {
+        let shown = version.map_or_else(|| "(no version)".to_string(), |v| v.to_string());
         {
             let mut applied = lock(&self.applied);
             if let Some(a) = applied.as_mut().filter(|a| a.hash == hash) {
-                log::info!("config version {version} has the applied hash {hash}; not re-applying");
-                a.version = version;
-                return (accepted(), Outcome::Unchanged);
+                log::info!("config {shown} has the applied hash {hash}; not re-applying");
+                if version.is_some() {
+                    a.version = version;
+                }
+                return Outcome::Unchanged;
             }
         }
         let update = ConfigUpdate {
-            config: &parsed,
-            raw: &raw,
+            config: &config,
+            raw,
             version,
             hash: &hash,
             hashes: &hashes,
@@ -167,32 +242,29 @@ impl Intake {
         };
         if let Err(errors) = self.handler.apply(&update) {
             log::warn!(
-                "the handler rejected config version {version}: {} errors",
+                "the handler rejected config {shown} (hash {hash}): {} errors; keeping the applied one",
                 errors.len()
             );
-            return (
-                rejected(errors.clone()),
-                Outcome::Rejected { version, errors },
-            );
+            return Outcome::Rejected { version, errors };
         }
         let a = Applied {
             version,
             hash: hash.clone(),
         };
-        // Cache first, then publish: whatever status() and PingCP report is on disk.
+        // Cache first, then publish: whatever status() and pings report is on disk.
         if let Some(dir) = &self.cache_dir {
             let cached = CachedConfig {
                 version,
                 hash,
                 hashes,
-                config: parsed,
+                config,
             };
             if let Err(e) = cache::write_config(dir, &cached) {
                 log::warn!("could not write the config cache in {}: {e}", dir.display());
             }
         }
         *lock(&self.applied) = Some(a.clone());
-        (accepted(), Outcome::Applied(a))
+        Outcome::Applied(a)
     }
 }
 

@@ -1,5 +1,13 @@
-//! The data plane role: connect to a CP, negotiate, report, ping, apply configs, and
-//! survive the CP going away.
+//! The data plane role: connect to a CP, pick the protocol, report, ping, apply configs,
+//! and survive the CP going away.
+//!
+//! Two protocols sit behind this one API ([`ProtocolChoice`]): Kong's JSON protocol at
+//! `/v1/outlet` (Kong 2.x, 3.0, 3.2 to 3.9: every CP in the field) and wRPC at
+//! `/v1/wrpc` (Kong 3.0 and 3.1). By default the data plane probes as Kong 3.0 does
+//! (`HEAD /v1/wrpc`: 404 means JSON) on every connection. The handler sees the same
+//! [`ConfigUpdate`] either way; [`Status::protocol`] and [`DpEvent::Connected`] say which
+//! protocol a connection speaks. Files: `session.rs` (what every connection shares),
+//! `wrpc.rs` and `json.rs` (one per protocol), `intake.rs` (configs and the cache).
 //!
 //! ```no_run
 //! use dpspec::dp::{DataPlane, ConfigUpdate};
@@ -23,6 +31,7 @@
 //! }
 //! ```
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -35,20 +44,22 @@ pub mod cache;
 mod events;
 mod handler;
 mod intake;
+mod json;
 mod reconnect;
 mod session;
+mod wrpc;
 
-pub use builder::{DataPlaneBuilder, DEFAULT_KONG_VERSION};
+pub use builder::{DataPlaneBuilder, ProtocolChoice, DEFAULT_KONG_VERSION};
 pub use events::{DpEvent, Status};
 pub use handler::{config_error, ConfigErrorType, ConfigHandler, ConfigUpdate, SyncConfigError};
 pub use reconnect::Reconnect;
 
-use crate::channel::{close_code, lock};
+use crate::channel::{close_code, lock, Channel};
 use crate::config::EMPTY_HASH;
 use crate::proxy::ProxyUrl;
 use crate::services::config::PluginVersion;
 use crate::tls::ClientTls;
-use crate::wrpc::{Peer, WorkerPool};
+use crate::wrpc::WorkerPool;
 use crate::{Error, Result};
 use intake::Intake;
 
@@ -65,10 +76,14 @@ pub(crate) struct Settings {
     hostname: String,
     version: String,
     plugins: Vec<PluginVersion>,
+    labels: BTreeMap<String, String>,
     proxy: Option<ProxyUrl>,
+    protocol: ProtocolChoice,
     ping_interval: Duration,
+    liveness_timeout: Duration,
     reconnect: Reconnect,
     max_message_size: usize,
+    json_max_frame: usize,
     connect_timeout: Duration,
     call_timeout: Duration,
 }
@@ -79,7 +94,8 @@ pub(crate) struct Shared {
     intake: Intake,
     status: Mutex<Status>,
     events: Sender<DpEvent>,
-    current: Mutex<Option<Peer>>,
+    /// The connection up now, whatever its protocol (closed by shutdown).
+    current: Mutex<Option<Channel>>,
     pool: Arc<WorkerPool>,
     stopping: AtomicBool,
 }
@@ -99,7 +115,7 @@ impl Shared {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    /// The hash PingCP reports: the applied config's, or 32 zeros before any.
+    /// The hash pings report: the applied config's, or 32 zeros before any.
     fn applied_hash(&self) -> String {
         self.intake
             .applied()
@@ -149,10 +165,14 @@ impl DataPlane {
             hostname: b.hostname.unwrap_or_else(builder::machine_hostname),
             version: b.version,
             plugins: b.plugins,
+            labels: b.labels,
             proxy: b.proxy,
+            protocol: b.protocol,
             ping_interval: b.ping_interval,
+            liveness_timeout: b.liveness_timeout,
             reconnect: b.reconnect,
             max_message_size: b.max_message_size,
+            json_max_frame: b.json_max_frame,
             connect_timeout: b.connect_timeout,
             call_timeout: b.call_timeout,
         };
@@ -199,7 +219,7 @@ impl DataPlane {
         let mut status = lock(&self.shared.status).clone();
         // The applied config has one source of truth: the intake.
         if let Some(applied) = self.shared.intake.applied() {
-            status.applied_version = Some(applied.version);
+            status.applied_version = applied.version;
             status.applied_hash = Some(applied.hash);
         }
         status
@@ -221,8 +241,8 @@ impl DataPlane {
         self.shared.stopping.store(true, Ordering::SeqCst);
         lock(&self.stop).take();
         let current = lock(&self.shared.current).clone();
-        if let Some(peer) = current {
-            peer.close(close_code::NORMAL, "data plane shutting down");
+        if let Some(channel) = current {
+            channel.close(close_code::NORMAL, "data plane shutting down");
         }
         if let Some(t) = lock(&self.thread).take() {
             let _ = t.join();

@@ -1,63 +1,82 @@
-//! One connection to the CP, start to end: dial and upgrade, NegotiateServices,
-//! ReportMetadata, then PingCP at once and every interval while SyncConfig is served.
+//! One connection to the CP, the parts every protocol shares: pick the protocol (Kong
+//! 3.0's `HEAD /v1/wrpc` probe for [`ProtocolChoice::Auto`]), dial and upgrade, start the
+//! channel, then hand it to the protocol's driver: [`super::wrpc`] or [`super::json`].
+//! A third protocol is one more driver file and one more arm in [`run`].
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
-use crossbeam_channel::{select, Receiver, Sender};
+use crossbeam_channel::Receiver;
 
-use super::intake::Outcome;
-use super::{DpEvent, Shared};
-use crate::channel::{close_code, lock, Channel, ChannelConfig, Role};
-use crate::http::client::{dial, DialOptions};
-use crate::services::config::{
-    report_metadata_response, PingCPRequest, ReportMetadataRequest, SyncConfigRequest,
-};
-use crate::services::negotiation::{check_response, dp_request};
-use crate::services::{NegotiateServices, PingCP, ReportMetadata, SyncConfig};
-use crate::upgrade::NodeIdentity;
-use crate::wrpc::{Peer, PeerConfig, Services, WrpcError};
+use super::{DpEvent, ProtocolChoice, Shared};
+use crate::channel::{close_code, lock, Channel, ChannelConfig, Reader, Role};
+use crate::http::{self, DialOptions};
+use crate::upgrade::{dial, NodeIdentity, UpgradeTarget, WRPC_PATH};
+use crate::Protocol;
 
 /// How a session ended.
 pub(crate) struct SessionEnd {
     /// Why; `None` when the data plane is shutting down.
     pub reason: Option<String>,
-    /// Negotiation succeeded on this connection (resets the backoff).
+    /// The connection got as far as exchanging messages (negotiation on wRPC,
+    /// `basic_info` sent on JSON): resets the backoff.
     pub negotiated: bool,
 }
 
 impl SessionEnd {
-    fn failed(reason: String, negotiated: bool) -> SessionEnd {
+    pub(crate) fn failed(reason: String, negotiated: bool) -> SessionEnd {
         SessionEnd {
             reason: Some(reason),
             negotiated,
         }
     }
+
+    pub(crate) fn stopping(negotiated: bool) -> SessionEnd {
+        SessionEnd {
+            reason: None,
+            negotiated,
+        }
+    }
+}
+
+/// An upgraded connection, handed to a protocol driver before its reader runs.
+pub(crate) struct Connection {
+    pub channel: Channel,
+    pub reader: Reader,
+    pub cp_node_id: Option<String>,
+    pub protocol: Protocol,
 }
 
 /// Runs one connection until it ends or `shutdown` is disconnected.
 pub(crate) fn run(shared: &Arc<Shared>, shutdown: &Receiver<()>) -> SessionEnd {
     let s = &shared.settings;
-    let mut opts = DialOptions::new(
-        s.host.clone(),
-        s.port,
-        s.tls.clone(),
-        NodeIdentity::new(&s.node_id, &s.hostname, &s.version),
-    );
-    opts.server_name = s.server_name.clone();
-    opts.proxy = s.proxy.clone();
-    opts.connect_timeout = s.connect_timeout;
-    let dialed = match dial(&opts) {
+    let opts = dial_options(shared);
+    let protocol = match s.protocol {
+        ProtocolChoice::Wrpc => Protocol::Wrpc,
+        ProtocolChoice::Json => Protocol::Json,
+        ProtocolChoice::Auto => match probe(&opts) {
+            Ok(p) => p,
+            Err(e) => return SessionEnd::failed(e, false),
+        },
+    };
+    let (target, max_message_size) = match protocol {
+        Protocol::Json => (UpgradeTarget::outlet(), s.json_max_frame),
+        _ => (UpgradeTarget::wrpc(), s.max_message_size),
+    };
+    let dialed = match dial(&opts, &target) {
         Ok(d) => d,
         Err(e) => {
-            return SessionEnd::failed(format!("connecting to {}:{}: {e}", s.host, s.port), false)
+            return SessionEnd::failed(
+                format!("connecting to {}:{} ({protocol}): {e}", s.host, s.port),
+                false,
+            )
         }
     };
     let cp_node_id = dialed
         .response
-        .header_str("kong-node-id")
+        .header_str(http::HEADER_NODE_ID)
         .map(str::to_string);
     let cfg = ChannelConfig {
-        max_message_size: s.max_message_size,
+        max_message_size,
         label: format!("cp-{}:{}", s.host, s.port),
         ..ChannelConfig::default()
     };
@@ -71,157 +90,84 @@ pub(crate) fn run(shared: &Arc<Shared>, shutdown: &Receiver<()>) -> SessionEnd {
         Ok(c) => c,
         Err(e) => return SessionEnd::failed(format!("starting the channel: {e}"), false),
     };
-    let (ping_now_tx, ping_now_rx) = crossbeam_channel::bounded::<()>(1);
-    let services = Services::new();
-    register_sync_config(&services, Arc::downgrade(shared), ping_now_tx);
-    let peer = Peer::new(
+    let conn = Connection {
         channel,
-        services,
-        shared.pool.clone(),
-        PeerConfig::default(),
-    );
-    let (ended_tx, ended_rx) = crossbeam_channel::bounded(1);
-    peer.on_end(move |e| {
-        let _ = ended_tx.try_send(e.to_string());
-    });
-    let reader = match peer.spawn(reader) {
-        Ok(handle) => handle,
-        Err(e) => return SessionEnd::failed(format!("starting the reader: {e}"), false),
+        reader,
+        cp_node_id,
+        protocol,
     };
-    *lock(&shared.current) = Some(peer.clone());
-    if shared.stopping() {
-        peer.close(close_code::NORMAL, "data plane shutting down");
-    }
-    shared.update(|st| {
-        st.connected = true;
-        st.cp_node_id = cp_node_id.clone();
-    });
-    shared.emit(DpEvent::Connected { cp_node_id });
-    let end = converse(shared, &peer, shutdown, &ping_now_rx, &ended_rx);
-    if end.reason.is_some() && peer.ended().is_none() {
-        peer.close(close_code::NORMAL, end.reason.as_deref().unwrap_or(""));
-    }
-    let _ = reader.join();
+    let end = match protocol {
+        Protocol::Json => super::json::run(shared, conn, shutdown),
+        _ => super::wrpc::run(shared, conn, shutdown),
+    };
     *lock(&shared.current) = None;
-    shared.update(|st| st.connected = false);
+    shared.update(|st| {
+        st.connected = false;
+        st.protocol = None;
+    });
     end
 }
 
-/// Negotiates, reports, then pings until the connection ends.
-fn converse(
-    shared: &Arc<Shared>,
-    peer: &Peer,
-    shutdown: &Receiver<()>,
-    ping_now: &Receiver<()>,
-    ended: &Receiver<String>,
-) -> SessionEnd {
+/// Where and as whom to connect, from the settings.
+fn dial_options(shared: &Shared) -> DialOptions {
     let s = &shared.settings;
-    let stopped = |e: &WrpcError| {
-        if shared.stopping() {
-            SessionEnd {
-                reason: None,
-                negotiated: false,
-            }
-        } else {
-            SessionEnd::failed(e.to_string(), false)
-        }
-    };
-    let request = dp_request(&s.version, &s.hostname);
-    let answer = match peer.call_timeout::<NegotiateServices>(&request, s.call_timeout) {
-        Ok(a) => a,
-        Err(e) => return stopped(&e),
-    };
-    let accepted = match check_response(&answer) {
-        Ok(accepted) => accepted,
-        Err(reason) => return SessionEnd::failed(format!("negotiation refused: {reason}"), false),
-    };
-    let services: Vec<(String, String)> =
-        accepted.into_iter().map(|a| (a.name, a.version)).collect();
-    if let Some(node) = &answer.node {
-        if !node.id.is_empty() {
-            shared.update(|st| st.cp_node_id = Some(node.id.clone()));
-        }
-    }
-    shared.update(|st| st.negotiated = services.clone());
-    shared.emit(DpEvent::Negotiated { services });
+    let mut opts = DialOptions::new(
+        s.host.clone(),
+        s.port,
+        s.tls.clone(),
+        NodeIdentity::new(&s.node_id, &s.hostname, &s.version),
+    );
+    opts.server_name = s.server_name.clone();
+    opts.proxy = s.proxy.clone();
+    opts.connect_timeout = s.connect_timeout;
+    opts
+}
 
-    let mut plugins = s.plugins.clone();
-    plugins.sort_by(|a, b| a.name.cmp(&b.name));
-    let report = ReportMetadataRequest { plugins };
-    match peer.call_timeout::<ReportMetadata>(&report, s.call_timeout) {
-        Ok(resp) => match resp.response {
-            Some(report_metadata_response::Response::Ok(_)) => {}
-            Some(report_metadata_response::Response::Error(e)) => {
-                return SessionEnd::failed(format!("ReportMetadata refused: {e}"), true)
-            }
-            None => return SessionEnd::failed("ReportMetadata answered without ok".into(), true),
-        },
-        Err(e) => return stopped(&e),
-    }
-
-    loop {
-        let hash = shared.applied_hash();
-        match peer.call_timeout::<PingCP>(&PingCPRequest { hash: hash.clone() }, s.call_timeout) {
-            Ok(_) => shared.emit(DpEvent::Pinged { hash }),
-            Err(WrpcError::ConnectionClosed(e)) if !shared.stopping() => {
-                return SessionEnd::failed(e.to_string(), true)
-            }
-            Err(_) if shared.stopping() => {
-                return SessionEnd {
-                    reason: None,
-                    negotiated: true,
-                }
-            }
-            // A CP that does not answer a ping within the call timeout is gone (a cut or
-            // black-holed network looks like this, with no FIN or RST ever coming): drop
-            // the connection and reconnect rather than wait on it forever.
-            Err(WrpcError::Timeout { .. }) => {
-                let reason = format!(
-                    "the CP did not answer PingCP within {:?}; dropping the connection",
-                    s.call_timeout
-                );
-                log::warn!("{reason}");
-                peer.channel().abort();
-                return SessionEnd::failed(reason, true);
-            }
-            Err(e) => log::warn!("PingCP failed: {e}"),
+/// Kong 3.0's probe: `HEAD /v1/wrpc` with the kong-* headers; 404 means the CP speaks
+/// only Kong's JSON protocol, any other status means wRPC. A transport error is a
+/// failed attempt (Kong 3.0 would settle on JSON for the life of the process instead).
+fn probe(opts: &DialOptions) -> Result<Protocol, String> {
+    match http::request(opts, "HEAD", WRPC_PATH, b"") {
+        Ok((head, _)) => {
+            let protocol = if head.status == 404 {
+                Protocol::Json
+            } else {
+                Protocol::Wrpc
+            };
+            log::info!(
+                "HEAD {WRPC_PATH} on {}:{} answered {}: speaking {protocol}",
+                opts.host,
+                opts.port,
+                head.status
+            );
+            Ok(protocol)
         }
-        select! {
-            recv(shutdown) -> _ => return SessionEnd { reason: None, negotiated: true },
-            recv(ended) -> why => {
-                return SessionEnd::failed(why.unwrap_or_else(|_| "connection ended".into()), true)
-            }
-            recv(ping_now) -> _ => {}
-            default(s.ping_interval) => {}
-        }
+        Err(e) => Err(format!(
+            "probing {}:{} with HEAD {WRPC_PATH} to pick the protocol: {e}",
+            opts.host, opts.port
+        )),
     }
 }
 
-/// Serves SyncConfig on this connection: versions count per connection, so each
-/// connection has its own "last version seen".
-fn register_sync_config(services: &Services, shared: Weak<Shared>, ping_now: Sender<()>) {
-    let last_version = Arc::new(Mutex::new(0u64));
-    services.handle::<SyncConfig, _>(move |_, req: SyncConfigRequest| {
-        let Some(shared) = shared.upgrade() else {
-            return Err(crate::wrpc::HandlerError::new(
-                "data plane is shutting down",
-            ));
-        };
-        let (resp, outcome) = shared.intake.sync(&last_version, req);
-        match outcome {
-            Outcome::Applied(a) => {
-                shared.emit(DpEvent::ConfigApplied {
-                    version: a.version,
-                    hash: a.hash,
-                    from_cache: false,
-                });
-                let _ = ping_now.try_send(());
-            }
-            Outcome::Rejected { version, errors } => {
-                shared.emit(DpEvent::ConfigRejected { version, errors })
-            }
-            Outcome::Unchanged | Outcome::Ignored => {}
-        }
-        Ok(resp)
+/// Publishes an upgraded connection: the handle shutdown closes, the status and the
+/// `Connected` event. Call once its reader runs.
+pub(crate) fn connected(
+    shared: &Shared,
+    channel: &Channel,
+    protocol: Protocol,
+    cp_node_id: Option<String>,
+) {
+    *lock(&shared.current) = Some(channel.clone());
+    if shared.stopping() {
+        channel.close(close_code::NORMAL, "data plane shutting down");
+    }
+    shared.update(|st| {
+        st.connected = true;
+        st.protocol = Some(protocol);
+        st.cp_node_id = cp_node_id.clone();
+    });
+    shared.emit(DpEvent::Connected {
+        protocol,
+        cp_node_id,
     });
 }

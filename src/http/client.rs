@@ -1,5 +1,6 @@
-//! The DP side: dial the CP and upgrade to wRPC ([`dial`]), or make one plain request
-//! ([`request`]).
+//! The DP side: connect to the CP (TCP, proxy, TLS: [`connect`]) and make one plain
+//! request ([`request`]). The WebSocket upgrade on top of [`connect`] is
+//! [`crate::upgrade::dial`].
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -8,12 +9,12 @@ use std::time::{Duration, Instant};
 use rustls::StreamOwned;
 
 use super::head::{push_header, read_response_head, HeadError, HttpLimits, ResponseHead};
-use super::{body_length, drain_plaintext, io_error, read_body, HttpError};
+use super::node::{push_node_headers, NodeIdentity};
+use super::{body_length, io_error, read_body, HttpError};
 use crate::deadline::{set_timeouts, Timed};
 use crate::proxy::{self, ProxyUrl};
 use crate::tcp;
 use crate::tls::{self, ClientTls, TlsError};
-use crate::upgrade::{self, build_request, check_response, NodeIdentity, UpgradeError, WRPC_PATH};
 use crate::Error;
 
 /// Where and how a DP connects to its CP.
@@ -30,18 +31,16 @@ pub struct DialOptions {
     pub tls: ClientTls,
     /// An HTTP CONNECT proxy to tunnel through. Default none.
     pub proxy: Option<ProxyUrl>,
-    /// The time allowed to connect: TCP, the proxy tunnel, the TLS handshake and the
-    /// upgrade together. Default 5 s, Kong's.
+    /// The time allowed to connect: TCP, the proxy tunnel, the TLS handshake and (for
+    /// [`crate::upgrade::dial`]) the upgrade together. Default 5 s, Kong's.
     pub connect_timeout: Duration,
-    /// The upgrade path. Default `/v1/wrpc`.
-    pub path: String,
-    /// Who this DP is: sent in the upgrade query and in the `kong-*` headers.
+    /// Who this DP is: sent in the `kong-*` headers (and in an upgrade's query).
     pub node: NodeIdentity,
     /// Limits on the CP's responses. For [`request`], `head_timeout` is the time the CP
     /// has to answer, body included.
     pub limits: HttpLimits,
-    /// The write timeout left on the socket of a [`Dialed`] connection. Default 10 s.
-    /// `None`: no timeout.
+    /// The write timeout left on the socket of an upgraded connection
+    /// ([`crate::upgrade::Dialed`]). Default 10 s. `None`: no timeout.
     pub write_timeout: Option<Duration>,
 }
 
@@ -55,7 +54,6 @@ impl DialOptions {
             tls,
             proxy: None,
             connect_timeout: tcp::DEFAULT_CONNECT_TIMEOUT,
-            path: WRPC_PATH.to_string(),
             node,
             limits: HttpLimits::default(),
             write_timeout: Some(Duration::from_secs(10)),
@@ -71,96 +69,11 @@ impl DialOptions {
     }
 }
 
-/// A connection upgraded to wRPC.
-///
-/// The socket's read timeout is cleared (an idle connection costs no wake-ups) and its
-/// write timeout set to [`DialOptions::write_timeout`]. `leftover` holds every plaintext
-/// byte received after the `101` head (the start of the CP's first WebSocket frames),
-/// including any the TLS session had already decrypted; the session holds at most a
-/// partial TLS record, so the next step is to read from the socket.
-#[derive(Debug)]
-pub struct Dialed {
-    /// The TLS session.
-    pub session: rustls::ClientConnection,
-    /// The socket under it.
-    pub sock: TcpStream,
-    /// Plaintext received after the response head: never lost.
-    pub leftover: Vec<u8>,
-    /// The CP's `101` (its `kong-node-id` header names the CP node).
-    pub response: ResponseHead,
-}
-
-/// The longest piece of a refusal's body kept in the error.
-const REFUSAL_BODY_CHARS: usize = 512;
-
-/// Connects to the CP and upgrades to wRPC, all within [`DialOptions::connect_timeout`].
-///
-/// TCP (or a CONNECT tunnel through the proxy), TLS, then the upgrade request of
-/// [`upgrade::build_request`], whose answer must pass [`upgrade::check_response`]. A
-/// refusal comes back as [`UpgradeError::Refused`] with the CP's status, reason, body
-/// text and node id.
-pub fn dial(opts: &DialOptions) -> Result<Dialed, Error> {
-    opts.node.validate()?;
-    let (session, sock, deadline) = connect(opts)?;
-    let key = upgrade::generate_key();
-    let req = build_request(
-        &tcp::join_host_port(&opts.host, opts.port),
-        &opts.path,
-        &opts.node,
-        &key,
-    );
-    let mut stream = StreamOwned::new(session, Timed { sock, deadline });
-    stream
-        .write_all(&req)
-        .and_then(|()| stream.flush())
-        .map_err(|e| io_error(e, "sending the upgrade request"))?;
-    let (response, mut leftover) =
-        read_response_head(&mut stream, &opts.limits).map_err(head_error)?;
-    if let Err(e) = check_response(&response, &key) {
-        return Err(match e {
-            UpgradeError::Refused(mut refusal) => {
-                // Best effort, within what is left of the deadline.
-                let body = body_length(&response.headers)
-                    .and_then(|len| {
-                        read_body(&mut stream, leftover, len, opts.limits.max_body_bytes)
-                    })
-                    .unwrap_or_default();
-                refusal.body = String::from_utf8_lossy(&body)
-                    .trim()
-                    .chars()
-                    .take(REFUSAL_BODY_CHARS)
-                    .collect();
-                UpgradeError::Refused(refusal).into()
-            }
-            e => e.into(),
-        });
-    }
-    let StreamOwned { mut conn, sock } = stream;
-    let sock = sock.sock;
-    drain_plaintext(&mut conn, &mut leftover);
-    sock.set_read_timeout(None)
-        .and_then(|()| sock.set_write_timeout(opts.write_timeout))
-        .map_err(HttpError::Io)?;
-    log::debug!(
-        "upgraded to wRPC at {} (CP node {})",
-        tcp::join_host_port(&opts.host, opts.port),
-        response
-            .header_str(upgrade::HEADER_NODE_ID)
-            .unwrap_or("unknown")
-    );
-    Ok(Dialed {
-        session: conn,
-        sock,
-        leftover,
-        response,
-    })
-}
-
 /// Maps a failure to read the CP's answer head. With TLS 1.3 the CP refuses our client
 /// certificate only after our side of the handshake is done, so its alert arrives on this
 /// first read: that is a TLS error ([`TlsError::ClientCertMissing`],
 /// [`TlsError::ClientCertRejected`], ...), not an HTTP one.
-fn head_error(e: HeadError) -> Error {
+pub(crate) fn head_error(e: HeadError) -> Error {
     match e {
         HeadError::Io(io) if io.get_ref().is_some_and(|i| i.is::<rustls::Error>()) => {
             Error::Tls(TlsError::from_stream_error(io, rustls::Side::Client))
@@ -169,8 +82,21 @@ fn head_error(e: HeadError) -> Error {
     }
 }
 
-/// TCP or the proxy tunnel, then TLS, within the connect timeout.
-fn connect(opts: &DialOptions) -> Result<(rustls::ClientConnection, TcpStream, Instant), Error> {
+/// A TLS connection to the CP with nothing sent yet, from [`connect`].
+#[derive(Debug)]
+pub struct Connected {
+    /// The TLS session, handshake done.
+    pub session: rustls::ClientConnection,
+    /// The socket under it; its read and write timeouts are set to what is left of
+    /// `deadline`.
+    pub sock: TcpStream,
+    /// When the connect timeout ends: the next step (a request, an upgrade) shares it.
+    pub deadline: Instant,
+}
+
+/// TCP (or a CONNECT tunnel through the proxy), then TLS, within
+/// [`DialOptions::connect_timeout`].
+pub fn connect(opts: &DialOptions) -> Result<Connected, Error> {
     let deadline = Instant::now() + opts.connect_timeout;
     let sock = match &opts.proxy {
         None => tcp::connect(&opts.host, opts.port, opts.connect_timeout)?,
@@ -182,13 +108,17 @@ fn connect(opts: &DialOptions) -> Result<(rustls::ClientConnection, TcpStream, I
     // The handshake shares the connect deadline: a CP trickling its hello cannot stretch it.
     let mut timed = Timed { sock, deadline };
     tls::client_handshake(&mut session, &mut timed)?;
-    Ok((session, timed.sock, deadline))
+    Ok(Connected {
+        session,
+        sock: timed.sock,
+        deadline,
+    })
 }
 
 /// Makes one plain HTTP/1.1 request to the CP (a stateless HTTP RPC) and returns its
 /// response head and body.
 ///
-/// Connects as [`dial`] does (within the connect timeout), then sends `method path` with
+/// Connects with [`connect`] (within the connect timeout), then sends `method path` with
 /// `Host`, `kong-node-id`, `kong-version`, `kong-hostname`, `Content-Length` and
 /// `Connection: close`. The CP then has [`HttpLimits::head_timeout`] to answer; the body
 /// is read by `Content-Length` or to the end of the connection, at most
@@ -210,7 +140,7 @@ pub fn request(
         )));
     }
     opts.node.validate()?;
-    let (session, sock, _) = connect(opts)?;
+    let Connected { session, sock, .. } = connect(opts)?;
     let deadline = Instant::now() + opts.limits.head_timeout;
     let mut out = Vec::with_capacity(512 + body.len());
     out.extend_from_slice(format!("{method} {path} HTTP/1.1\r\n").as_bytes());
@@ -219,7 +149,7 @@ pub fn request(
         "Host",
         tcp::join_host_port(&opts.host, opts.port).as_bytes(),
     );
-    upgrade::push_node_headers(&mut out, &opts.node);
+    push_node_headers(&mut out, &opts.node);
     push_header(
         &mut out,
         "Content-Length",
@@ -258,7 +188,6 @@ mod tests {
         opts.server_name = Some("other".into());
         assert_eq!(opts.effective_server_name(), "other");
         assert_eq!(opts.connect_timeout, Duration::from_secs(5));
-        assert_eq!(opts.path, "/v1/wrpc");
     }
 
     #[test]

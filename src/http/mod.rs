@@ -1,5 +1,6 @@
-//! HTTP/1.1: heads under limits ([`head`]), the CP's listener ([`server`]) and the DP's
-//! dialer and plain requests ([`client`]).
+//! HTTP/1.1: heads under limits ([`head`]), the CP's listener ([`server`]), the DP's
+//! connections and plain requests ([`client`]) and who the DP says it is ([`node`]).
+//! The WebSocket upgrade sits on top of this module, in [`crate::upgrade`].
 //!
 //! Every HTTP request a DP makes carries `kong-node-id`, `kong-version` and
 //! `kong-hostname`; every response the CP gives, `101` and errors included, carries
@@ -13,13 +14,15 @@ pub mod client;
 mod conn;
 pub mod head;
 mod listener;
+pub mod node;
 pub mod server;
 
-pub use client::{dial, request, DialOptions, Dialed};
+pub use client::{connect, request, Connected, DialOptions};
 pub use head::{
     read_request_head, read_response_head, HeadError, HttpLimits, RequestHead, ResponseHead,
 };
 pub use listener::Listener;
+pub use node::{NodeIdentity, HEADER_HOSTNAME, HEADER_NODE_ID, HEADER_VERSION};
 pub use server::{HttpHandler, Request, Response, ServerConfig, UpgradeHandler, Upgraded};
 
 /// Errors of the HTTP layer.
@@ -45,6 +48,8 @@ pub enum HttpError {
     },
     /// The peer used an HTTP feature this crate does not speak; the text says which.
     Unsupported(&'static str),
+    /// Our own node identity cannot be sent; the text says which field and why.
+    InvalidNode(String),
 }
 
 impl fmt::Display for HttpError {
@@ -67,6 +72,7 @@ impl fmt::Display for HttpError {
                 "the body is larger than {limit} bytes: raise max_body_bytes if this is expected"
             ),
             HttpError::Unsupported(what) => write!(f, "unsupported HTTP: {what}"),
+            HttpError::InvalidNode(s) => write!(f, "invalid node identity: {s}"),
         }
     }
 }
@@ -88,7 +94,7 @@ impl From<HeadError> for HttpError {
 }
 
 /// Maps an I/O error met during `step` to ours.
-fn io_error(e: io::Error, step: &'static str) -> HttpError {
+pub(crate) fn io_error(e: io::Error, step: &'static str) -> HttpError {
     match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => HttpError::Timeout(step),
         _ => HttpError::Io(e),
@@ -97,7 +103,7 @@ fn io_error(e: io::Error, step: &'static str) -> HttpError {
 
 /// How a body is delimited, from a head's headers.
 #[derive(Debug, PartialEq, Eq)]
-enum BodyLength {
+pub(crate) enum BodyLength {
     /// `Content-Length: n`.
     Exactly(usize),
     /// Neither header: for a response, the body runs to the end of the connection; for a
@@ -106,7 +112,7 @@ enum BodyLength {
 }
 
 /// Reads `Content-Length` and refuses `Transfer-Encoding` (never needed by the DP-spec).
-fn body_length(headers: &head::Headers) -> Result<BodyLength, HttpError> {
+pub(crate) fn body_length(headers: &head::Headers) -> Result<BodyLength, HttpError> {
     let mut found: Option<usize> = None;
     for (name, value) in headers {
         if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -136,7 +142,7 @@ fn body_length(headers: &head::Headers) -> Result<BodyLength, HttpError> {
 
 /// Reads a body of `len` (or to EOF) starting with the bytes in `leftover`, at most
 /// `limit` bytes.
-fn read_body(
+pub(crate) fn read_body(
     r: &mut impl io::Read,
     mut leftover: Vec<u8>,
     len: BodyLength,
@@ -177,7 +183,7 @@ fn read_body(
 
 /// Moves the plaintext a TLS session has already decrypted into `out`, so that a caller
 /// handed the session and the socket can start by reading the socket.
-fn drain_plaintext<D>(conn: &mut rustls::ConnectionCommon<D>, out: &mut Vec<u8>) {
+pub(crate) fn drain_plaintext<D>(conn: &mut rustls::ConnectionCommon<D>, out: &mut Vec<u8>) {
     let mut buf = [0u8; 4096];
     loop {
         match io::Read::read(&mut conn.reader(), &mut buf) {

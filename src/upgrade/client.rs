@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::http::head::push_header;
+use crate::http::node::push_node_headers;
 use crate::http::ResponseHead;
 
 /// Writes `value` raw, percent-encoding only bytes that [`NodeIdentity::validate`]
@@ -21,14 +22,22 @@ pub fn generate_key() -> String {
     tungstenite::handshake::client::generate_key()
 }
 
-/// The DP's upgrade request, as bytes.
+/// The DP's upgrade request to `target`, as bytes.
 ///
 /// `GET <path>?node_id=<id>&node_hostname=<h>&node_version=<v> HTTP/1.1` (values raw, as
-/// Kong sends them; `&` instead of `?` if `path` has a query already), then `Host`, the
-/// WebSocket headers with subprotocol `wrpc.konghq.com`, and `kong-node-id`,
-/// `kong-version`, `kong-hostname`. Validate `node` first ([`NodeIdentity::validate`]):
-/// bytes it refuses are percent-encoded here, and dropped from the headers.
-pub fn build_request(host_header: &str, path: &str, node: &NodeIdentity, key: &str) -> Vec<u8> {
+/// Kong sends them; `&` instead of `?` if the path has a query already), then `Host`, the
+/// WebSocket headers with `Sec-WebSocket-Protocol` only when the target has a
+/// subprotocol (`wrpc.konghq.com`; none for `/v1/outlet`, as Kong's DPs), and
+/// `kong-node-id`, `kong-version`, `kong-hostname`. Validate `node` first
+/// ([`NodeIdentity::validate`]): bytes it refuses are percent-encoded here, and dropped
+/// from the headers.
+pub fn build_request(
+    host_header: &str,
+    target: &UpgradeTarget,
+    node: &NodeIdentity,
+    key: &str,
+) -> Vec<u8> {
+    let path = &target.path;
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(b"GET ");
     out.extend_from_slice(path.as_bytes());
@@ -45,36 +54,26 @@ pub fn build_request(host_header: &str, path: &str, node: &NodeIdentity, key: &s
     push_header(&mut out, "Connection", b"Upgrade");
     push_header(&mut out, "Sec-WebSocket-Key", key.as_bytes());
     push_header(&mut out, "Sec-WebSocket-Version", b"13");
-    push_header(
-        &mut out,
-        "Sec-WebSocket-Protocol",
-        WRPC_SUBPROTOCOL.as_bytes(),
-    );
+    if let Some(p) = &target.subprotocol {
+        push_header(&mut out, "Sec-WebSocket-Protocol", p.as_bytes());
+    }
     push_node_headers(&mut out, node);
     out.extend_from_slice(b"\r\n");
     out
 }
 
-/// Appends the DP's three identity headers (values that cannot be sent are left out).
-pub(crate) fn push_node_headers(out: &mut Vec<u8>, node: &NodeIdentity) {
-    for (name, value) in [
-        (HEADER_NODE_ID, &node.node_id),
-        (HEADER_VERSION, &node.version),
-        (HEADER_HOSTNAME, &node.hostname),
-    ] {
-        if value.bytes().all(query_safe) {
-            push_header(out, name, value.as_bytes());
-        }
-    }
-}
-
-/// Checks the CP's answer to our upgrade request with `key`.
+/// Checks the CP's answer to our upgrade request to `target` with `key`.
 ///
 /// It must be `101` with `Upgrade: websocket`, `Connection: upgrade`, the
-/// `Sec-WebSocket-Accept` derived from `key` and subprotocol `wrpc.konghq.com` (Kong 3.1
-/// and go-wrpc require 101 too). A non-`101` answer gives [`UpgradeError::Refused`] with
-/// an empty body: the caller, which holds the connection, fills it in.
-pub fn check_response(head: &ResponseHead, key: &str) -> Result<(), UpgradeError> {
+/// `Sec-WebSocket-Accept` derived from `key` (Kong's DPs do not check it; we do), and
+/// the target's subprotocol, or none when the target has none (Kong 3.1 and go-wrpc
+/// require 101 too). A non-`101` answer gives [`UpgradeError::Refused`] with an empty
+/// body: the caller, which holds the connection, fills it in.
+pub fn check_response(
+    head: &ResponseHead,
+    key: &str,
+    target: &UpgradeTarget,
+) -> Result<(), UpgradeError> {
     let headers = |name: &'static str| {
         head.headers
             .iter()
@@ -99,12 +98,13 @@ pub fn check_response(head: &ResponseHead, key: &str) -> Result<(), UpgradeError
     if head.header("sec-websocket-accept").map(<[u8]>::trim_ascii) != Some(expected.as_bytes()) {
         return Err(UpgradeError::BadAccept);
     }
-    match head
+    let answered = head
         .header("sec-websocket-protocol")
-        .map(<[u8]>::trim_ascii)
-    {
-        Some(p) if p == WRPC_SUBPROTOCOL.as_bytes() => Ok(()),
-        other => Err(UpgradeError::Subprotocol(
+        .map(<[u8]>::trim_ascii);
+    match (target.subprotocol.as_deref(), answered) {
+        (Some(offered), Some(p)) if p == offered.as_bytes() => Ok(()),
+        (None, None) => Ok(()),
+        (_, other) => Err(UpgradeError::Subprotocol(
             other.map(|p| String::from_utf8_lossy(p).into_owned()),
         )),
     }

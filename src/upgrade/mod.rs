@@ -1,25 +1,37 @@
-//! The wRPC WebSocket upgrade, both sides, as bytes in and bytes out.
+//! The WebSocket upgrade, both sides, on top of [`http`](crate::http), for any path and
+//! subprotocol: `/v1/wrpc` with `wrpc.konghq.com` ([`UpgradeTarget::wrpc`]) and
+//! `/v1/outlet` with none ([`UpgradeTarget::outlet`]).
 //!
 //! The DP builds the request with [`build_request`] and checks the answer with
-//! [`check_response`]; the CP checks a request with [`check_request`] and answers
-//! [`accept_response`] (or the [`Rejection`] it got). No sockets here: the
-//! [`http`](crate::http) module moves the bytes.
+//! [`check_response`]; [`dial`] does both over a connection from [`http::connect`]
+//! (TCP, proxy, TLS). The CP checks a request with [`check_request`] and answers
+//! [`accept_response`] (or the [`Rejection`] it got). `http` knows nothing of upgrades:
+//! this module sits on top of it.
 //!
 //! What real Kong peers send and expect (see the crate's interop notes): the DP puts its
 //! identity in the query, `node_id`, `node_hostname`, `node_version` in that order and not
 //! percent-encoded, and (the spec's rule) in the headers `kong-node-id`, `kong-version`,
-//! `kong-hostname`; the subprotocol is `wrpc.konghq.com`; the CP answers every response
-//! with its own `kong-node-id`.
+//! `kong-hostname`; the wRPC subprotocol is `wrpc.konghq.com`, Kong's JSON protocol has
+//! none; the CP answers every response with its own `kong-node-id`.
+//!
+//! [`http::connect`]: crate::http::connect
 
 use std::fmt;
 
 mod client;
+mod dial;
 mod server;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use client::push_node_headers;
 pub use client::{build_request, check_response, generate_key};
+pub use dial::{dial, Dialed};
+// Who the DP is belongs to HTTP (every request carries it); re-exported here where it
+// used to live.
+pub(crate) use crate::http::node::query_safe;
+pub use crate::http::node::{
+    NodeIdentity, HEADER_HOSTNAME, HEADER_NODE_ID, HEADER_VERSION, MAX_IDENTITY_LEN,
+};
 pub(crate) use server::response_bytes;
 pub use server::{
     accept_response, check_request, check_request_without_identity, rejection_response, Rejection,
@@ -32,15 +44,38 @@ pub const WRPC_SUBPROTOCOL: &str = "wrpc.konghq.com";
 /// The path of the wRPC upgrade, as Kong serves it.
 pub const WRPC_PATH: &str = "/v1/wrpc";
 
-/// The longest node id, hostname or version accepted, in bytes.
-pub const MAX_IDENTITY_LEN: usize = 256;
+/// Where a DP upgrades and which subprotocol it offers: the path (a query string of its
+/// own is kept; the identity query is appended) and the subprotocol, if any. The answer
+/// must name the same subprotocol, or none when none was offered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeTarget {
+    /// The request path, e.g. `/v1/wrpc`.
+    pub path: String,
+    /// The `Sec-WebSocket-Protocol` offered and required back; `None`: the header is
+    /// not sent, and an answer without it is accepted.
+    pub subprotocol: Option<String>,
+}
 
-/// Header carrying a node's id, on DP requests and CP responses.
-pub const HEADER_NODE_ID: &str = "kong-node-id";
-/// Header carrying the DP's Kong version.
-pub const HEADER_VERSION: &str = "kong-version";
-/// Header carrying the DP's hostname.
-pub const HEADER_HOSTNAME: &str = "kong-hostname";
+impl UpgradeTarget {
+    /// Any path and subprotocol.
+    pub fn new(path: impl Into<String>, subprotocol: Option<&str>) -> UpgradeTarget {
+        UpgradeTarget {
+            path: path.into(),
+            subprotocol: subprotocol.map(str::to_string),
+        }
+    }
+
+    /// wRPC: [`WRPC_PATH`], offering and requiring [`WRPC_SUBPROTOCOL`] (Kong 3.0, 3.1).
+    pub fn wrpc() -> UpgradeTarget {
+        UpgradeTarget::new(WRPC_PATH, Some(WRPC_SUBPROTOCOL))
+    }
+
+    /// Kong's JSON protocol: [`OUTLET_PATH`](crate::outlet::OUTLET_PATH), no
+    /// subprotocol (Kong's DPs send no `Sec-WebSocket-Protocol` there).
+    pub fn outlet() -> UpgradeTarget {
+        UpgradeTarget::new(crate::outlet::OUTLET_PATH, None)
+    }
+}
 
 /// Errors of the upgrade, seen from the DP.
 #[derive(Debug)]
@@ -53,11 +88,9 @@ pub enum UpgradeError {
     NotWebSocket(&'static str),
     /// The CP's `Sec-WebSocket-Accept` does not match our key.
     BadAccept,
-    /// The CP did not accept the `wrpc.konghq.com` subprotocol (it answered this one, if
-    /// any).
+    /// The CP did not answer with the subprotocol we offered, or answered one although
+    /// we offered none: holds what it answered, if anything.
     Subprotocol(Option<String>),
-    /// Our own node identity cannot be sent; the text says which field and why.
-    InvalidNode(String),
 }
 
 /// A non-`101` answer to the upgrade request.
@@ -86,7 +119,8 @@ impl fmt::Display for UpgradeError {
                 }
                 match r.status {
                     404 => f.write_str(
-                        "; is this a CP that speaks wRPC (Kong 3.0 or 3.1), and is the path right?",
+                        "; does this CP speak the protocol asked for (wRPC: Kong 3.0 or 3.1 only; \
+                         JSON at /v1/outlet: Kong 2.x, 3.0, 3.2+), and is the path right?",
                     ),
                     429 => f.write_str("; too many connections from this node, retry later"),
                     _ => Ok(()),
@@ -101,72 +135,16 @@ impl fmt::Display for UpgradeError {
             ),
             UpgradeError::Subprotocol(got) => write!(
                 f,
-                "the CP did not accept the {WRPC_SUBPROTOCOL} subprotocol (it answered {})",
+                "the CP answered subprotocol {} where we offered another or none \
+                 ({WRPC_SUBPROTOCOL} on {WRPC_PATH}, none on /v1/outlet)",
                 got.as_deref()
                     .map_or("none".to_string(), |g| format!("{g:?}"))
             ),
-            UpgradeError::InvalidNode(s) => write!(f, "invalid node identity: {s}"),
         }
     }
 }
 
 impl std::error::Error for UpgradeError {}
-
-/// Who a node is: what the DP sends in its upgrade and requests.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct NodeIdentity {
-    /// The node id (Kong uses a UUID). Required.
-    pub node_id: String,
-    /// The node's hostname. Optional: empty if unknown.
-    pub hostname: String,
-    /// The node's Kong version, `x.y.z`. Required.
-    pub version: String,
-}
-
-impl NodeIdentity {
-    /// A node identity from its three parts.
-    pub fn new(
-        node_id: impl Into<String>,
-        hostname: impl Into<String>,
-        version: impl Into<String>,
-    ) -> NodeIdentity {
-        NodeIdentity {
-            node_id: node_id.into(),
-            hostname: hostname.into(),
-            version: version.into(),
-        }
-    }
-
-    /// Checks that this identity can be sent as Kong sends it, raw in a query and in
-    /// headers: node id and version not empty, each part at most [`MAX_IDENTITY_LEN`]
-    /// bytes of visible ASCII other than `&`, `#` and `%`.
-    pub fn validate(&self) -> Result<(), UpgradeError> {
-        for (field, value, required) in [
-            ("node id", &self.node_id, true),
-            ("hostname", &self.hostname, false),
-            ("version", &self.version, true),
-        ] {
-            if required && value.is_empty() {
-                return Err(UpgradeError::InvalidNode(format!("the {field} is empty")));
-            }
-            if value.len() > MAX_IDENTITY_LEN {
-                return Err(UpgradeError::InvalidNode(format!(
-                    "the {field} is longer than {MAX_IDENTITY_LEN} bytes"
-                )));
-            }
-            if !value.bytes().all(query_safe) {
-                return Err(UpgradeError::InvalidNode(format!(
-                    "the {field} {value:?} has a character other than visible ASCII, or one of & # %"
-                )));
-            }
-        }
-        Ok(())
-    }
-}
-
-pub(crate) fn query_safe(b: u8) -> bool {
-    (0x21..=0x7e).contains(&b) && !b"&#%".contains(&b)
-}
 
 /// Whether any comma-separated token of any `name` header equals `token`
 /// (case-insensitively).

@@ -21,7 +21,7 @@ fn parse_resp(bytes: &[u8]) -> (ResponseHead, Vec<u8>) {
 }
 
 fn good_request() -> Vec<u8> {
-    build_request("cp.example:8005", WRPC_PATH, &node(), KEY)
+    build_request("cp.example:8005", &UpgradeTarget::wrpc(), &node(), KEY)
 }
 
 /// The good request with header `name` removed (all of them) and `extra` lines added.
@@ -63,7 +63,13 @@ fn request_bytes_are_exactly_kongs() {
 #[test]
 fn request_with_a_query_in_the_path_and_unsafe_values() {
     let n = NodeIdentity::new("a b", "h&x", "1%");
-    let text = String::from_utf8(build_request("h", "/p?x=1", &n, KEY)).unwrap();
+    let text = String::from_utf8(build_request(
+        "h",
+        &UpgradeTarget::new("/p?x=1", Some(WRPC_SUBPROTOCOL)),
+        &n,
+        KEY,
+    ))
+    .unwrap();
     assert!(
         text.starts_with(
             "GET /p?x=1&node_id=a%20b&node_hostname=h%26x&node_version=1%25 HTTP/1.1\r\n"
@@ -88,7 +94,7 @@ fn node_validation() {
         NodeIdentity::new("id", "hé", "3.1.0"),
     ] {
         assert!(
-            matches!(bad.validate(), Err(UpgradeError::InvalidNode(_))),
+            matches!(bad.validate(), Err(crate::http::HttpError::InvalidNode(_))),
             "{bad:?}"
         );
     }
@@ -277,7 +283,7 @@ fn accept_response_bytes_and_round_trip() {
          kong-node-id: cp-1\r\n\r\n"
     );
     let (head, _) = parse_resp(&bytes);
-    check_response(&head, KEY).unwrap();
+    check_response(&head, KEY, &UpgradeTarget::wrpc()).unwrap();
 }
 
 #[test]
@@ -313,7 +319,7 @@ fn response_checks() {
     for (from, to, check) in cases {
         let bytes = good.replace(from, to);
         let (head, _) = parse_resp(bytes.as_bytes());
-        let err = check_response(&head, KEY).unwrap_err();
+        let err = check_response(&head, KEY, &UpgradeTarget::wrpc()).unwrap_err();
         assert!(check(&err), "{from}: {err:?}");
     }
 }
@@ -324,7 +330,7 @@ fn non_101_is_refused_with_status_reason_and_cp_id() {
     let bytes = rejection_response(&rej, "cp-9", true);
     let (head, body) = parse_resp(&bytes);
     assert_eq!(body, b"node 7b8a has 2 connections already\n");
-    let err = check_response(&head, KEY).unwrap_err();
+    let err = check_response(&head, KEY, &UpgradeTarget::wrpc()).unwrap_err();
     match &err {
         UpgradeError::Refused(r) => {
             assert_eq!(r.status, 429);
@@ -371,4 +377,61 @@ fn plain_wrpc_services_may_take_upgrades_without_identity() {
     let mut bad = anonymous.clone();
     bad.target = format!("/v1/wrpc?node_id={}&node_version=3.1.0", "x".repeat(300));
     assert!(check_request_without_identity(&bad).is_err());
+}
+
+#[test]
+fn outlet_request_offers_no_subprotocol() {
+    let text = String::from_utf8(build_request(
+        "cp:8005",
+        &UpgradeTarget::outlet(),
+        &node(),
+        KEY,
+    ))
+    .unwrap();
+    assert!(
+        text.starts_with(
+            "GET /v1/outlet?node_id=7b8a0c5e-1111-4c4c-9d9d-000000000001&node_hostname=dp-1&node_version=3.1.0 HTTP/1.1\r\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.to_ascii_lowercase().contains("sec-websocket-protocol"),
+        "{text}"
+    );
+    assert!(text.contains("kong-node-id: 7b8a0c5e-1111-4c4c-9d9d-000000000001\r\n"));
+}
+
+#[test]
+fn outlet_answer_must_carry_no_subprotocol() {
+    let ok = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        tungstenite::handshake::derive_accept_key(KEY.as_bytes())
+    );
+    let (head, _) = parse_resp(ok.as_bytes());
+    check_response(&head, KEY, &UpgradeTarget::outlet()).unwrap();
+    // The same answer does not do for wRPC, which needs its subprotocol back.
+    assert!(matches!(
+        check_response(&head, KEY, &UpgradeTarget::wrpc()),
+        Err(UpgradeError::Subprotocol(None))
+    ));
+    let with = ok.replace(
+        "\r\n\r\n",
+        "\r\nSec-WebSocket-Protocol: wrpc.konghq.com\r\n\r\n",
+    );
+    let (head, _) = parse_resp(with.as_bytes());
+    assert!(matches!(
+        check_response(&head, KEY, &UpgradeTarget::outlet()),
+        Err(UpgradeError::Subprotocol(Some(_)))
+    ));
+    // Kong does not check Sec-WebSocket-Accept; we do, on either path.
+    let bad = ok.replace(
+        &tungstenite::handshake::derive_accept_key(KEY.as_bytes()),
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    );
+    let (head, _) = parse_resp(bad.as_bytes());
+    assert!(matches!(
+        check_response(&head, KEY, &UpgradeTarget::outlet()),
+        Err(UpgradeError::BadAccept)
+    ));
 }

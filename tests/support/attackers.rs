@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, TryRecvError};
 use dpspec::channel::frame::apply_mask;
 use dpspec::cp::CpEvent;
-use dpspec::http::{dial, DialOptions};
+use dpspec::http::DialOptions;
 use dpspec::services::config::{PingCPRequest, ReportMetadataRequest};
 use dpspec::services::negotiation::dp_request;
 use dpspec::services::{NegotiateServices, PingCP, ReportMetadata};
 use dpspec::tls::ClientTls;
 use dpspec::upgrade::NodeIdentity;
+use dpspec::upgrade::{dial, UpgradeTarget};
 use dpspec::wrpc::envelope::{encode_envelope, PayloadV1};
 use dpspec::wrpc::Rpc;
 
@@ -195,7 +196,8 @@ impl RawConn {
         let mut opts = DialOptions::new("127.0.0.1", addr.port(), tls.clone(), node);
         opts.connect_timeout = Duration::from_secs(10);
         opts.write_timeout = Some(write_timeout);
-        let d = dial(&opts).unwrap_or_else(|e| panic!("{node_id}: dial failed: {e}"));
+        let d = dial(&opts, &UpgradeTarget::wrpc())
+            .unwrap_or_else(|e| panic!("{node_id}: dial failed: {e}"));
         RawConn {
             node_id: node_id.into(),
             session: d.session,

@@ -1,4 +1,4 @@
-//! A scripted data plane for the control plane tests: `http::dial` + `Channel` + `Peer`,
+//! A scripted data plane for the control plane tests: `upgrade::dial` + `Channel` + `Peer`,
 //! every step called by the test. Part of `tests/support`.
 
 use std::net::SocketAddr;
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use dpspec::channel::{Channel, ChannelConfig, Ended, Reader, Role};
 use dpspec::cp::CpEvent;
-use dpspec::http::{dial, DialOptions};
+use dpspec::http::DialOptions;
 use dpspec::services::config::{
     PingCPRequest, PluginVersion, ReportMetadataRequest, ReportMetadataResponse, SyncConfigResponse,
 };
@@ -18,6 +18,7 @@ use dpspec::services::negotiation::{
 use dpspec::services::{NegotiateServices, PingCP, ReportMetadata, SyncConfig};
 use dpspec::tls::{ClientTls, Identity, TrustMode};
 use dpspec::upgrade::NodeIdentity;
+use dpspec::upgrade::{dial, UpgradeTarget};
 use dpspec::wrpc::{Peer, PeerConfig, Services, WorkerPool, WrpcError};
 
 use crate::support::certs::{kong_shared, Pem};
@@ -86,7 +87,7 @@ pub fn dial_raw_with(
     cfg: ChannelConfig,
 ) -> Result<(Channel, Reader), dpspec::Error> {
     let opts = DialOptions::new("127.0.0.1", addr.port(), tls.clone(), node.clone());
-    let d = dial(&opts)?;
+    let d = dial(&opts, &UpgradeTarget::wrpc())?;
     let cfg = ChannelConfig {
         label: format!("test-dp {}", node.node_id),
         ..cfg

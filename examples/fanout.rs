@@ -2,7 +2,7 @@
 //! data planes in a second process (this program again, in `dps` mode), all on loopback.
 //!
 //! ```text
-//! cargo run --release --example fanout -- run -n 1000 --size 1048576 --runs 5
+//! cargo run --release --example fanout -- run -n 1000 --size 1048576 --runs 5 [--protocol json]
 //! ```
 //!
 //! `run` starts the CP, starts the DP process, waits until every DP has negotiated and
@@ -14,11 +14,10 @@
 //!   gzip is `--size` bytes (what goes on the wire to every DP).
 //!
 //! One JSON line per measurement on stdout. The DPs are lean (examples/common/fleet.rs,
-//! shared with examples/isolation.rs): the library's dialer,
-//! channel and peer (one reader thread each, one shared worker pool), answering
-//! NegotiateServices' and ReportMetadata's protocol and acking each SyncConfig after
-//! checking its version, hash and gzip framing; every 1000th DP inflates the config and
-//! checks Kong's hash of it.
+//! shared with examples/isolation.rs), and speak wRPC or, with `--protocol json`, Kong's
+//! JSON protocol: wRPC DPs ack each SyncConfig after checking its version, hash and gzip
+//! framing; JSON DPs ack each `reconfigure` with a ping carrying its hash; every 1000th
+//! DP of either kind inflates the config and checks Kong's hash of it.
 //!
 //! Raise the open-file limit first (each connection holds several descriptors on each
 //! side): `bench/fanout.sh` does.
@@ -30,14 +29,15 @@ use dpspec::cp::CpEvent;
 use dpspec::tls::Identity;
 use dpspec::ControlPlane;
 use fleet::{config, proc_status, services_for};
+use dpspec::Protocol;
 use serde_json::{json, Value};
 
 #[path = "common/fleet.rs"]
 mod fleet;
 
 const USAGE: &str = "usage:
-  fanout run [-n DPS] [--size GZIPPED_BYTES] [--runs R] [--connectors K]
-  fanout dps --addr ADDR --cert PEM --key PEM -n DPS [--connectors K]";
+  fanout run [-n DPS] [--size GZIPPED_BYTES] [--runs R] [--connectors K] [--protocol wrpc|json]
+  fanout dps --addr ADDR --cert PEM --key PEM -n DPS [--connectors K] [--protocol wrpc|json]";
 
 fn main() -> ExitCode {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("error"))
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("run") => Flags::parse(&args[1..]).and_then(|f| run(&f)),
         Some("dps") => Flags::parse(&args[1..])
-            .and_then(|f| fleet::dps(&f.addr, &f.cert, &f.key, f.n, f.connectors)),
+            .and_then(|f| fleet::dps(&f.addr, &f.cert, &f.key, f.n, f.connectors, f.protocol)),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -64,6 +64,8 @@ struct Flags {
     size: usize,
     runs: usize,
     connectors: usize,
+    /// What the lean DPs speak: `wrpc` (default) or `json`.
+    protocol: Protocol,
     addr: String,
     cert: String,
     key: String,
@@ -76,6 +78,7 @@ impl Flags {
             size: 1024 * 1024,
             runs: 5,
             connectors: 4,
+            protocol: Protocol::Wrpc,
             addr: String::new(),
             cert: String::new(),
             key: String::new(),
@@ -95,6 +98,13 @@ impl Flags {
                 "--size" => f.size = num()?,
                 "--runs" => f.runs = num()?,
                 "--connectors" => f.connectors = num()?.max(1),
+                "--protocol" => {
+                    f.protocol = match value.as_str() {
+                        "wrpc" => Protocol::Wrpc,
+                        "json" => Protocol::Json,
+                        other => return Err(format!("--protocol {other}: wrpc or json")),
+                    }
+                }
                 "--addr" => f.addr = value.clone(),
                 "--cert" => f.cert = value.clone(),
                 "--key" => f.key = value.clone(),
@@ -138,6 +148,7 @@ fn run(f: &Flags) -> Result<(), String> {
         &certs.key_path,
         f.n,
         f.connectors,
+        f.protocol,
     )?;
 
     // Wait until every DP has reported its metadata (or the DP process gives up).

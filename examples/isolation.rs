@@ -63,6 +63,7 @@ use dpspec::wrpc::pending::deadline_after;
 use dpspec::wrpc::{Peer, Rpc, WorkerPool, WrpcError};
 use dpspec::ControlPlane;
 use fleet::{config, connect_dp, services_for, CertFiles};
+use dpspec::Protocol;
 use serde_json::{json, Value};
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
@@ -109,7 +110,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("run") => Flags::parse(&args[1..]).and_then(|f| run(&f)),
         Some("dps") => Flags::parse(&args[1..])
-            .and_then(|f| fleet::dps(&f.addr, &f.cert, &f.key, f.n, f.connectors)),
+            .and_then(|f| fleet::dps(&f.addr, &f.cert, &f.key, f.n, f.connectors, f.protocol)),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -131,6 +132,8 @@ struct Flags {
     size: usize,
     fanout_patience: Duration,
     connectors: usize,
+    /// What the lean DPs speak: `wrpc` (default) or `json`.
+    protocol: Protocol,
     /// Phase names of part (a) to run (all when empty; `alone` always runs).
     only: Vec<String>,
     addr: String,
@@ -149,6 +152,7 @@ impl Flags {
             size: 32 * 1024,
             fanout_patience: Duration::from_secs(20),
             connectors: 4,
+            protocol: Protocol::Wrpc,
             only: Vec::new(),
             addr: String::new(),
             cert: String::new(),
@@ -173,6 +177,13 @@ impl Flags {
                 "--size" => f.size = num()?,
                 "--fanout-patience-s" => f.fanout_patience = Duration::from_secs(num()? as u64),
                 "--connectors" => f.connectors = num()?.max(1),
+                "--protocol" => {
+                    f.protocol = match value.as_str() {
+                        "wrpc" => Protocol::Wrpc,
+                        "json" => Protocol::Json,
+                        other => return Err(format!("--protocol {other}: wrpc or json")),
+                    }
+                }
                 "--only" => f.only = value.split(',').map(str::to_string).collect(),
                 "--addr" => f.addr = value.clone(),
                 "--cert" => f.cert = value.clone(),
@@ -524,6 +535,7 @@ fn fanout(env: &Env, f: &Flags) -> Result<Fanout, String> {
         &env.certs.key_path,
         f.n,
         f.connectors,
+        f.protocol,
     )?;
     let result = fanout_runs(env, f, &cp, &seen, &lines);
     drop(child.stdin.take());

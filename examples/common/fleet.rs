@@ -5,10 +5,17 @@
 //! Included with `#[path = "common/fleet.rs"] mod fleet;` by examples/fanout.rs and
 //! examples/isolation.rs.
 //!
-//! A lean DP is the library's dialer, channel and peer (one reader thread each, one
+//! A lean wRPC DP is the library's dialer, channel and peer (one reader thread each, one
 //! shared worker pool), answering NegotiateServices' and ReportMetadata's protocol and
 //! acking each SyncConfig after checking its version, hash and gzip framing; every
 //! 1000th DP (and DP 0) inflates the config and checks Kong's hash of it.
+//!
+//! A lean JSON DP (`/v1/outlet`) is the dialer and a channel: it sends `basic_info`, and
+//! acks each `reconfigure` the only way the protocol allows, with a ping carrying its
+//! hash. It reads the hash from the head of the gzipped frame (our CP writes
+//! `config_hash` before `config_table`), so only the first block is inflated; every
+//! 1000th DP inflates the whole config and checks Kong's hash of it. One thread pings
+//! every DP of the process every 15 s, as Kong's DPs ping every 30 s.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -18,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use dpspec::channel::{Channel, ChannelConfig, Role};
+use dpspec::channel::{Channel, ChannelConfig, CloseRequest, Ended, MessageSink, Role};
 use dpspec::http::DialOptions;
 use dpspec::services::config::{ReportMetadataRequest, SyncConfigResponse};
 use dpspec::services::negotiation::{check_response, dp_request};
@@ -27,6 +34,7 @@ use dpspec::tls::{ClientTls, Identity, TrustMode};
 use dpspec::upgrade::NodeIdentity;
 use dpspec::upgrade::{dial, UpgradeTarget};
 use dpspec::wrpc::{HandlerError, Peer, PeerConfig, Services, WorkerPool};
+use dpspec::Protocol;
 use serde_json::{json, Value};
 
 /// `VmRSS` in KiB and `Threads` of this process, from `/proc/self/status`.
@@ -138,13 +146,15 @@ pub fn services_for(size: usize) -> usize {
 }
 
 /// Starts this program again as `<exe> dps --addr ADDR --cert CERT --key KEY -n N
-/// --connectors K` and returns it with its stdout lines. It runs until its stdin closes.
+/// --connectors K --protocol P` and returns it with its stdout lines. It runs until its
+/// stdin closes.
 pub fn spawn_dps(
     addr: &str,
     cert: &Path,
     key: &Path,
     n: usize,
     connectors: usize,
+    protocol: Protocol,
 ) -> Result<(Child, Receiver<String>), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut child = Command::new(exe)
@@ -156,6 +166,8 @@ pub fn spawn_dps(
             &n.to_string(),
             "--connectors",
             &connectors.to_string(),
+            "--protocol",
+            protocol.as_str(),
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -173,7 +185,14 @@ pub fn spawn_dps(
 
 /// The DP process: `n` lean DPs connected to `addr` by `connectors` threads; prints one
 /// `dps-ready` line, then runs until stdin closes.
-pub fn dps(addr: &str, cert: &str, key: &str, n: usize, connectors: usize) -> Result<(), String> {
+pub fn dps(
+    addr: &str,
+    cert: &str,
+    key: &str,
+    n: usize,
+    connectors: usize,
+    protocol: Protocol,
+) -> Result<(), String> {
     let cert = std::fs::read(cert).map_err(|e| format!("{cert}: {e}"))?;
     let key = std::fs::read(key).map_err(|e| format!("{key}: {e}"))?;
     let tls = shared_client_tls(&cert, &key)?;
@@ -183,6 +202,7 @@ pub fn dps(addr: &str, cert: &str, key: &str, n: usize, connectors: usize) -> Re
     let next = AtomicUsize::new(0);
     let failed = AtomicUsize::new(0);
     let peers = std::sync::Mutex::new(Vec::with_capacity(n));
+    let channels = std::sync::Mutex::new(Vec::with_capacity(n));
     let t = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..connectors.max(1) {
@@ -191,8 +211,15 @@ pub fn dps(addr: &str, cert: &str, key: &str, n: usize, connectors: usize) -> Re
                 if i >= n {
                     return;
                 }
-                match connect_dp(i, host, port, &tls, &pool) {
-                    Ok(peer) => peers.lock().unwrap_or_else(|p| p.into_inner()).push(peer),
+                let connected = match protocol {
+                    Protocol::Json => connect_json_dp(i, host, port, &tls).map(|ch| {
+                        channels.lock().unwrap_or_else(|p| p.into_inner()).push(ch)
+                    }),
+                    _ => connect_dp(i, host, port, &tls, &pool)
+                        .map(|peer| peers.lock().unwrap_or_else(|p| p.into_inner()).push(peer)),
+                };
+                match connected {
+                    Ok(()) => {}
                     Err(e) => {
                         if failed.fetch_add(1, Ordering::Relaxed) < 5 {
                             eprintln!("dps: DP {i}: {e}");
@@ -210,10 +237,105 @@ pub fn dps(addr: &str, cert: &str, key: &str, n: usize, connectors: usize) -> Re
                "dp_process_rss_kib": rss, "dp_process_threads": threads})
     );
     let _ = std::io::stdout().flush();
+    // JSON DPs ping every 15 s (Kong's DPs every 30 s; the CP drops one silent for 45 s).
+    let channels = channels.into_inner().unwrap_or_else(|p| p.into_inner());
+    let (stop_tx, stop) = crossbeam_channel::bounded::<()>(0);
+    let pinger = std::thread::spawn(move || {
+        while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+            stop.recv_timeout(Duration::from_secs(15))
+        {
+            for ch in &channels {
+                let _ = ch.send_ping(&dpspec::outlet::ping_payload(None));
+            }
+        }
+    });
     // Run until the CP process closes our stdin; the CP closes the connections itself.
     let mut sink = String::new();
     let _ = std::io::stdin().read_line(&mut sink);
+    drop(stop_tx);
+    let _ = pinger.join();
     Ok(())
+}
+
+/// One lean JSON DP (hostname `dp-<i>`) that has sent `basic_info` and its first ping.
+pub fn connect_json_dp(i: usize, host: &str, port: u16, tls: &ClientTls) -> Result<Channel, String> {
+    let node = NodeIdentity::new(dpspec::random::uuid_v4(), format!("dp-{i}"), "3.9.3");
+    let mut opts = DialOptions::new(host, port, tls.clone(), node);
+    opts.connect_timeout = Duration::from_secs(30);
+    let dialed = dial(&opts, &UpgradeTarget::outlet()).map_err(|e| e.to_string())?;
+    let (channel, reader) = Channel::new(
+        dialed.session,
+        dialed.sock,
+        dialed.leftover,
+        Role::Client,
+        ChannelConfig {
+            max_message_size: 16 * 1024 * 1024,
+            label: format!("dp-{i}"),
+            ..ChannelConfig::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let sink = JsonSink {
+        channel: channel.clone(),
+        verify: i % 1000 == 0,
+    };
+    reader.spawn(sink).map_err(|e| e.to_string())?;
+    channel
+        .send(&dpspec::outlet::encode_basic_info(&[], None))
+        .map_err(|e| e.to_string())?;
+    channel
+        .send_ping(&dpspec::outlet::ping_payload(None))
+        .map_err(|e| e.to_string())?;
+    Ok(channel)
+}
+
+/// Acks each `reconfigure` with a ping carrying its hash.
+struct JsonSink {
+    channel: Channel,
+    verify: bool,
+}
+
+impl MessageSink for JsonSink {
+    fn on_message(&mut self, frame: Vec<u8>) -> Result<(), CloseRequest> {
+        let hash = if self.verify {
+            match dpspec::outlet::decode_reconfigure(&frame, 256 * 1024 * 1024) {
+                Ok(dpspec::outlet::Decoded::Reconfigure(r)) => {
+                    let kong = dpspec::config::config_hashes(&r.config).config;
+                    (r.config_hash.as_deref() == Some(kong.as_str())).then_some(kong)
+                }
+                _ => None,
+            }
+        } else {
+            head_hash(&frame)
+        };
+        match hash {
+            Some(hash) => {
+                let _ = self.channel.send_ping(hash.as_bytes());
+            }
+            None => eprintln!("{}: a reconfigure without a good hash", self.channel.label()),
+        }
+        Ok(())
+    }
+
+    fn on_end(&mut self, _ended: &Ended) {}
+}
+
+/// `config_hash` from the first bytes of a gzipped `reconfigure` (only its first block is
+/// inflated).
+fn head_hash(frame: &[u8]) -> Option<String> {
+    use std::io::Read;
+    let mut head = vec![0u8; 512];
+    let mut got = 0;
+    let mut gz = flate2::read::GzDecoder::new(frame);
+    while got < head.len() {
+        match gz.read(&mut head[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    let text = std::str::from_utf8(&head[..got]).ok()?;
+    let at = text.find("\"config_hash\":\"")? + "\"config_hash\":\"".len();
+    text.get(at..at + 32).map(str::to_string)
 }
 
 /// One lean DP (hostname `dp-<i>`), negotiated and with its metadata reported.

@@ -39,6 +39,7 @@ pub use frame::{close_code, Role};
 pub use reader::{Incoming, Reader};
 
 use frame::{apply_mask, close_payload, write_header, MAX_HEADER_LEN};
+pub(crate) use outbox::Written;
 use outbox::{Outbox, Part};
 use writer::{pump, spawn_flusher, Pumped};
 
@@ -355,17 +356,31 @@ impl Channel {
         let size: usize = parts.iter().map(|p| p.len()).sum();
         self.check_size(size)?;
         let frame = self.frame(OpCode::Data(Data::Binary), parts);
-        self.enqueue(vec![Part::Owned(frame)], None)
+        self.enqueue(vec![Part::Owned(frame)], None, None)
     }
 
     /// Sends `head` followed by `body` as one binary message, as [`send`](Self::send)
     /// does, holding `body` by reference instead of copying it: a config shared by many
     /// connections is held once, and sealed for each only as its socket takes it.
     pub fn send_shared(&self, head: &[u8], body: Arc<[u8]>) -> Result<(), ChannelError> {
+        self.send_shared_then(head, body, None)
+    }
+
+    /// [`send_shared`](Self::send_shared), running `on_written` once the message has been
+    /// wholly written to the socket (`true`) or the connection ends first (`false`); on
+    /// `Err` it never runs. It runs on whichever thread finished the write: keep it
+    /// quick. The control plane paces its fan-out with it.
+    pub(crate) fn send_shared_then(
+        &self,
+        head: &[u8],
+        body: Arc<[u8]>,
+        on_written: Option<Written>,
+    ) -> Result<(), ChannelError> {
         self.check_size(head.len() + body.len())?;
         if self.shared.role == Role::Client {
             // Client frames are masked per connection: the body must be copied anyway.
-            return self.send_parts(&[head, &body]);
+            let frame = self.frame(OpCode::Data(Data::Binary), &[head, &body]);
+            return self.enqueue(vec![Part::Owned(frame)], None, on_written);
         }
         let mut first = Vec::with_capacity(MAX_HEADER_LEN + head.len());
         write_header(
@@ -375,7 +390,7 @@ impl Channel {
             None,
         );
         first.extend_from_slice(head);
-        self.enqueue(vec![Part::Owned(first), Part::Shared(body)], None)
+        self.enqueue(vec![Part::Owned(first), Part::Shared(body)], None, on_written)
     }
 
     /// Sends a ping with `payload` (at most 125 bytes, RFC 6455), as [`send`](Self::send)
@@ -388,7 +403,7 @@ impl Channel {
             });
         }
         let frame = self.frame(OpCode::Control(Control::Ping), &[payload]);
-        self.enqueue(vec![Part::Owned(frame)], None)
+        self.enqueue(vec![Part::Owned(frame)], None, None)
     }
 
     /// Starts the close handshake with `code` and `reason`, then waits (at most the close
@@ -569,7 +584,12 @@ impl Channel {
 
     /// Queues a frame and sends what the socket takes now, unless another thread is about
     /// to (a waiting sender, the corked reader, the flusher).
-    fn enqueue(&self, parts: Vec<Part>, close: Option<(u16, String)>) -> Result<(), ChannelError> {
+    fn enqueue(
+        &self,
+        parts: Vec<Part>,
+        close: Option<(u16, String)>,
+        on_written: Option<Written>,
+    ) -> Result<(), ChannelError> {
         let shared = &self.shared;
         shared.waiting.fetch_add(1, Ordering::SeqCst);
         let mut ob = lock(&shared.outbox);
@@ -593,7 +613,7 @@ impl Channel {
             }
         }
         let deadline = shared.config.write_timeout.map(|t| Instant::now() + t);
-        if let Err(full) = ob.push(parts, deadline) {
+        if let Err(full) = ob.push_then(parts, deadline, on_written) {
             drop(ob);
             self.drop_connection(format!(
                 "the peer is not reading: more than {} bytes wait to be written to it",
@@ -608,7 +628,18 @@ impl Channel {
         if ob.flusher || shared.waiting.load(Ordering::SeqCst) > 0 {
             return Ok(());
         }
-        self.pump_locked(&mut ob)
+        let result = self.pump_locked(&mut ob);
+        self.run_written(ob);
+        result
+    }
+
+    /// Lets go of the outbox, then runs the callbacks of the messages written meanwhile.
+    fn run_written(&self, mut ob: MutexGuard<'_, Outbox>) {
+        let done = ob.take_written();
+        drop(ob);
+        for f in done {
+            f(true);
+        }
     }
 
     /// Sends what the socket takes; starts the flusher for the rest. Called with the
@@ -639,7 +670,11 @@ impl Channel {
         let code = frame::sendable_close_code(code);
         let payload = close_payload(code, reason);
         let frame = self.frame(OpCode::Control(Control::Close), &[&payload]);
-        match self.enqueue(vec![Part::Owned(frame)], Some((code, reason.to_string()))) {
+        match self.enqueue(
+            vec![Part::Owned(frame)],
+            Some((code, reason.to_string())),
+            None,
+        ) {
             Ok(()) | Err(ChannelError::Closed(_)) => {}
             Err(e) => log::debug!("{}: could not send the close frame: {e}", self.label()),
         }
@@ -651,7 +686,7 @@ impl Channel {
             return;
         }
         let frame = self.frame(OpCode::Control(Control::Pong), &[payload]);
-        let _ = self.enqueue(vec![Part::Owned(frame)], None);
+        let _ = self.enqueue(vec![Part::Owned(frame)], None, None);
     }
 
     /// Queues what TLS produced on its own while reading (alerts, key updates) and sends
@@ -668,7 +703,9 @@ impl Channel {
         if ob.flusher || self.shared.corked.load(Ordering::SeqCst) {
             return Ok(());
         }
-        self.pump_locked(&mut ob)
+        let result = self.pump_locked(&mut ob);
+        self.run_written(ob);
+        result
     }
 
     /// Called by the reader around the frames of one read.
@@ -682,7 +719,9 @@ impl Channel {
         if self.shared.corked_pending.swap(false, Ordering::SeqCst) {
             let mut ob = lock(&self.shared.outbox);
             if !ob.flusher && !self.is_broken() {
-                return self.pump_locked(&mut ob);
+                let result = self.pump_locked(&mut ob);
+                self.run_written(ob);
+                return result;
             }
         }
         Ok(())
@@ -743,6 +782,15 @@ impl Channel {
                 let _ = pump(&mut ob, &self.shared.tls, &self.shared.sock);
             }
             self.shared.broken.store(true, Ordering::SeqCst);
+            let written = ob.take_written();
+            let failed = ob.fail_all();
+            drop(ob);
+            for f in written {
+                f(true);
+            }
+            for f in failed {
+                f(false);
+            }
         }
         self.abort();
         let flusher = lock(&self.shared.flusher_thread).take();

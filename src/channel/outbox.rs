@@ -72,8 +72,11 @@ impl Part {
     }
 }
 
+/// Run once a frame has been wholly written to the socket (`true`), or when the
+/// connection ends before it was (`false`).
+pub(crate) type Written = Box<dyn FnOnce(bool) + Send>;
+
 /// A frame not yet wholly sealed.
-#[derive(Debug)]
 struct Frame {
     parts: Vec<Part>,
     /// The part being sealed and how far into it.
@@ -82,6 +85,7 @@ struct Frame {
     /// Bytes not yet sealed.
     left: usize,
     deadline: Option<Instant>,
+    on_written: Option<Written>,
 }
 
 /// The frame would take the outbox over its limit: the peer is not reading.
@@ -91,8 +95,14 @@ pub(crate) struct Overflow {
     pub(crate) limit: usize,
 }
 
+/// A message sealed but not yet wholly written: where it ends in the ciphertext stream.
+struct Mark {
+    end: u64,
+    deadline: Option<Instant>,
+    on_written: Option<Written>,
+}
+
 /// The queue and the bookkeeping of one connection's writes.
-#[derive(Debug)]
 pub(crate) struct Outbox {
     limit: usize,
     frames: VecDeque<Frame>,
@@ -105,7 +115,9 @@ pub(crate) struct Outbox {
     in_flight: usize,
     /// Where each sealed but unwritten message ends in the ciphertext stream, and its
     /// deadline: the oldest one is what the write timeout measures.
-    marks: VecDeque<(u64, Option<Instant>)>,
+    marks: VecDeque<Mark>,
+    /// Callbacks of messages written since the last [`take_written`](Self::take_written).
+    written: Vec<Written>,
     sealed_total: u64,
     written_total: u64,
     scratch: Vec<u8>,
@@ -124,6 +136,7 @@ impl Outbox {
             sealed_at: 0,
             in_flight: 0,
             marks: VecDeque::new(),
+            written: Vec::new(),
             sealed_total: 0,
             written_total: 0,
             scratch: Vec::new(),
@@ -145,16 +158,31 @@ impl Outbox {
 
     /// Queues one whole frame, to be written by `deadline`; refuses it when the backlog
     /// would pass the limit.
+    #[cfg(test)]
     pub(crate) fn push(
         &mut self,
         parts: Vec<Part>,
         deadline: Option<Instant>,
+    ) -> Result<(), Overflow> {
+        self.push_then(parts, deadline, None)
+    }
+
+    /// [`push`](Self::push), with `on_written` to run once the frame is wholly written
+    /// (see [`take_written`](Self::take_written)). On overflow it is dropped unrun.
+    pub(crate) fn push_then(
+        &mut self,
+        parts: Vec<Part>,
+        deadline: Option<Instant>,
+        on_written: Option<Written>,
     ) -> Result<(), Overflow> {
         let len: usize = parts.iter().map(|p| p.bytes().len()).sum();
         if self.backlog() + len > self.limit {
             return Err(Overflow { limit: self.limit });
         }
         if len == 0 {
+            if let Some(f) = on_written {
+                self.written.push(f);
+            }
             return Ok(());
         }
         self.unsealed += len;
@@ -164,14 +192,30 @@ impl Outbox {
             within: 0,
             left: len,
             deadline,
+            on_written,
         });
         Ok(())
+    }
+
+    /// The callbacks of the messages written since the last call: run them (with
+    /// `true`) once the outbox lock is let go.
+    pub(crate) fn take_written(&mut self) -> Vec<Written> {
+        std::mem::take(&mut self.written)
+    }
+
+    /// The connection ended: every message not yet written is dropped, and the callbacks
+    /// of those that have one are returned, to be run with `false`.
+    pub(crate) fn fail_all(&mut self) -> Vec<Written> {
+        let mut failed: Vec<Written> = self.marks.drain(..).filter_map(|m| m.on_written).collect();
+        failed.extend(self.frames.drain(..).filter_map(|f| f.on_written));
+        self.unsealed = 0;
+        failed
     }
 
     /// When the oldest message not yet wholly written must be written by.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.marks.front() {
-            Some(&(_, deadline)) => deadline,
+            Some(mark) => mark.deadline,
             None => self.frames.front().and_then(|f| f.deadline),
         }
     }
@@ -236,9 +280,11 @@ impl Outbox {
         while self
             .marks
             .front()
-            .is_some_and(|&(end, _)| end <= self.written_total)
+            .is_some_and(|m| m.end <= self.written_total)
         {
-            self.marks.pop_front();
+            if let Some(f) = self.marks.pop_front().and_then(|m| m.on_written) {
+                self.written.push(f);
+            }
         }
     }
 
@@ -271,7 +317,7 @@ impl Outbox {
     /// Seals one record of up to `max` bytes, filled from consecutive frames; returns the
     /// plaintext bytes it took.
     fn seal_record(&mut self, tls: &mut impl Seal, max: usize) -> io::Result<usize> {
-        let mut finished: Vec<Option<Instant>> = Vec::new();
+        let mut finished: Vec<(Option<Instant>, Option<Written>)> = Vec::new();
         let before = self.sealed.len();
         let front = self.frames.front().expect("seal_record needs a frame");
         let rest = &front.parts[front.part].bytes()[front.within..];
@@ -281,8 +327,9 @@ impl Outbox {
             let front = self.frames.front_mut().expect("checked");
             step(front, max);
             if front.left == 0 {
-                finished.push(front.deadline);
-                self.frames.pop_front();
+                if let Some(f) = self.frames.pop_front() {
+                    finished.push((f.deadline, f.on_written));
+                }
             }
             max
         } else {
@@ -296,8 +343,9 @@ impl Outbox {
                 self.scratch.extend_from_slice(&rest[..take]);
                 step(frame, take);
                 if frame.left == 0 {
-                    finished.push(frame.deadline);
-                    self.frames.pop_front();
+                    if let Some(f) = self.frames.pop_front() {
+                        finished.push((f.deadline, f.on_written));
+                    }
                 }
             }
             tls.seal(&self.scratch, &mut self.sealed)?;
@@ -305,8 +353,12 @@ impl Outbox {
         };
         self.unsealed -= taken;
         self.sealed_total += (self.sealed.len() - before) as u64;
-        for deadline in finished {
-            self.marks.push_back((self.sealed_total, deadline));
+        for (deadline, on_written) in finished {
+            self.marks.push_back(Mark {
+                end: self.sealed_total,
+                deadline,
+                on_written,
+            });
         }
         Ok(taken)
     }
@@ -462,6 +514,34 @@ mod tests {
         ob.wrote_taken(next.len());
         assert!(ob.take(&mut tls).unwrap().is_none());
         assert!(ob.is_empty());
+    }
+
+    #[test]
+    fn a_callback_runs_once_its_message_is_written_or_fails_at_the_end() {
+        let mut ob = Outbox::new(1 << 20);
+        let mut tls = Plain::default();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let cb = |n: u32| -> Option<Written> {
+            let tx = tx.clone();
+            Some(Box::new(move |ok| tx.send((n, ok)).unwrap()))
+        };
+        ob.push_then(owned(b"one"), None, cb(1)).unwrap();
+        ob.push_then(owned(b"two"), None, cb(2)).unwrap();
+        let n = ob.unwritten(&mut tls).unwrap().len();
+        ob.wrote(n - 1);
+        assert!(ob.take_written().is_empty(), "the record is not wholly written");
+        ob.wrote(1);
+        for f in ob.take_written() {
+            f(true);
+        }
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), [(1, true), (2, true)]);
+        ob.push_then(owned(b"three"), None, cb(3)).unwrap();
+        let _ = ob.unwritten(&mut tls).unwrap();
+        ob.push_then(owned(b"four"), None, cb(4)).unwrap();
+        for f in ob.fail_all() {
+            f(false);
+        }
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), [(3, false), (4, false)]);
     }
 
     #[test]

@@ -147,6 +147,11 @@ fn flush(ch: &Channel) {
                     ob.wrote_taken(n);
                     deadline = deadline_of(&ob, write_timeout);
                     shared.room.notify_all();
+                    let done = ob.take_written();
+                    drop(ob);
+                    for f in done {
+                        f(true);
+                    }
                 }
                 Err(e)
                     if matches!(

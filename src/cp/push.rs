@@ -193,6 +193,7 @@ fn run(shared: &Arc<Shared>, conn: u64) {
         SyncConfig::RPC_ID,
         current.body.clone(),
         shared.sync_timeout,
+        None,
         move |answer| {
             if let Some(shared) = weak.upgrade() {
                 complete(&shared, conn, &node, version, answer);

@@ -189,14 +189,16 @@ impl Peer {
     /// Calls (svc_id, rpc_id) without waiting: `body` is held by reference (one config
     /// body serves every connection), and `on_answer` runs once with the answer, on the
     /// reader thread, or with the error when the connection ends or [`expire`](Self::expire)
-    /// gives up on it. It must be quick. Returns the call's seq; on `Err` nothing was sent
-    /// and `on_answer` never runs.
+    /// gives up on it. It must be quick. `on_written`, if given, runs once the request has
+    /// been wholly written (see [`Channel::send_shared_then`]). Returns the call's seq; on
+    /// `Err` nothing was sent and neither callback runs.
     pub(crate) fn call_async(
         &self,
         svc_id: u32,
         rpc_id: u32,
         body: Arc<[u8]>,
         timeout: Duration,
+        on_written: Option<crate::channel::Written>,
         on_answer: impl FnOnce(Answer) + Send + 'static,
     ) -> Result<u32, WrpcError> {
         let seq = self.next_seq();
@@ -205,7 +207,7 @@ impl Peer {
             .pending
             .insert_waiter(seq, svc_id, rpc_id, waiter)?;
         let head = request_head(svc_id, rpc_id, seq, deadline_after(timeout), body.len());
-        let sent = self.inner.channel.send_shared(&head, body);
+        let sent = self.inner.channel.send_shared_then(&head, body, on_written);
         if let Err(e) = sent.map_err(WrpcError::from_channel) {
             self.inner.pending.remove(seq);
             return Err(e);

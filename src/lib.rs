@@ -8,7 +8,7 @@
 //! | TCP | [`tcp`], [`proxy`] | connect with a timeout, HTTP CONNECT tunnels |
 //! | TLS | [`tls`] | rustls (ring), Kong's trust modes, mTLS on both sides |
 //! | HTTP/1.1 | [`http`] | request and response heads under limits, the CP listener |
-//! | WebSocket | [`upgrade`], [`channel`] | the wRPC upgrade, a full-duplex message channel |
+//! | WebSocket | [`upgrade`], [`channel`] | the upgrade for any path and subprotocol, a full-duplex message channel |
 //! | wRPC | [`wrpc`] | envelope, validation, the [`wrpc::Peer`] that calls and serves |
 //! | JSON | [`outlet`] | Kong's `/v1/outlet` messages (`basic_info`, `reconfigure`, pings), without I/O |
 //! | services | [`services`], [`config`] | negotiation and config messages, Kong's config hash |

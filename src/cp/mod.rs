@@ -150,11 +150,17 @@ impl ControlPlane {
         *lock(&shared.timer) = Some(Timer::start("cp-timer")?);
         let mut config = ServerConfig::new(node_id);
         config.limits = b.http_limits;
-        config.handlers = b.http_handlers;
+        for (path, handler) in b.http_handlers {
+            config = config.with_handler(path, handler);
+        }
         config.write_timeout = b.write_timeout;
         config.max_handshakes = b.max_handshakes;
         let handler = Arc::new(session::Handler::new(&shared));
-        let listener = match Listener::bind(b.listen.as_str(), tls, config, handler) {
+        let config = config.with_route(
+            crate::upgrade::WRPC_PATH,
+            crate::upgrade::route(crate::upgrade::Endpoint::wrpc(), handler),
+        );
+        let listener = match Listener::bind(b.listen.as_str(), tls, config) {
             Ok(l) => l,
             Err(e) => {
                 shared.stop_threads();

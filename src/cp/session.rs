@@ -14,7 +14,6 @@ use super::events::CpEvent;
 use super::registry::{Entry, NodeInfo};
 use super::{push, Shared, CLOSE_POLICY};
 use crate::channel::{Channel, Role};
-use crate::http::{UpgradeHandler, Upgraded};
 use crate::services::config::report_metadata_response::Response as MetadataAnswer;
 use crate::services::config::{
     Capability, GetCapabilitiesResponse, PingCPResponse, ReportMetadataResponse,
@@ -22,7 +21,7 @@ use crate::services::config::{
 use crate::services::gate::SyncStatus;
 use crate::services::negotiation::CONFIG_SERVICE_NAME;
 use crate::services::{ConfigService, GetCapabilities, NegotiateServices, PingCP, ReportMetadata};
-use crate::upgrade::{Rejection, UpgradeRequest};
+use crate::upgrade::{Rejection, UpgradeHandler, UpgradeRequest, Upgraded};
 use crate::wrpc::{HandlerError, Peer, PeerConfig, Services};
 
 /// The control plane's [`UpgradeHandler`].

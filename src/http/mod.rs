@@ -20,7 +20,16 @@ pub use head::{
     read_request_head, read_response_head, HeadError, HttpLimits, RequestHead, ResponseHead,
 };
 pub use listener::Listener;
-pub use server::{HttpHandler, Request, Response, ServerConfig, UpgradeHandler, Upgraded};
+pub use server::{
+    HttpHandler, Request, Response, Route, ServerConfig, Switch, SwitchHandler, Switched,
+};
+
+/// Header carrying a node's id, on DP requests and CP responses.
+pub const HEADER_NODE_ID: &str = "kong-node-id";
+/// Header carrying the DP's Kong version.
+pub const HEADER_VERSION: &str = "kong-version";
+/// Header carrying the DP's hostname.
+pub const HEADER_HOSTNAME: &str = "kong-hostname";
 
 /// Errors of the HTTP layer.
 #[derive(Debug)]

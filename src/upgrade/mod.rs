@@ -1,9 +1,11 @@
-//! The wRPC WebSocket upgrade, both sides, as bytes in and bytes out.
+//! The WebSocket upgrade, both sides, for any path and subprotocol: wRPC at [`WRPC_PATH`]
+//! (subprotocol `wrpc.konghq.com`) and Kong's JSON protocol at `/v1/outlet` (none).
 //!
 //! The DP builds the request with [`build_request`] and checks the answer with
-//! [`check_response`]; the CP checks a request with [`check_request`] and answers
-//! [`accept_response`] (or the [`Rejection`] it got). No sockets here: the
-//! [`http`](crate::http) module moves the bytes.
+//! [`check_response`]; the CP checks a request against an [`Endpoint`] with
+//! [`check_upgrade`] and answers [`accept_response`] (or the [`Rejection`] it got).
+//! [`route`] puts those checks on a path of the [`http`](crate::http) listener, which
+//! knows nothing of upgrades: it moves the bytes, and this module sits on top of it.
 //!
 //! What real Kong peers send and expect (see the crate's interop notes): the DP puts its
 //! identity in the query, `node_id`, `node_hostname`, `node_version` in that order and not
@@ -20,10 +22,9 @@ mod tests;
 
 pub(crate) use client::push_node_headers;
 pub use client::{build_request, check_response, generate_key};
-pub(crate) use server::response_bytes;
 pub use server::{
-    accept_response, check_request, check_request_without_identity, rejection_response, Rejection,
-    UpgradeRequest,
+    accept_response, check_request, check_request_without_identity, check_upgrade,
+    rejection_response, route, Endpoint, Rejection, UpgradeHandler, UpgradeRequest, Upgraded,
 };
 
 /// The WebSocket subprotocol every wRPC peer offers and answers.
@@ -35,12 +36,7 @@ pub const WRPC_PATH: &str = "/v1/wrpc";
 /// The longest node id, hostname or version accepted, in bytes.
 pub const MAX_IDENTITY_LEN: usize = 256;
 
-/// Header carrying a node's id, on DP requests and CP responses.
-pub const HEADER_NODE_ID: &str = "kong-node-id";
-/// Header carrying the DP's Kong version.
-pub const HEADER_VERSION: &str = "kong-version";
-/// Header carrying the DP's hostname.
-pub const HEADER_HOSTNAME: &str = "kong-hostname";
+pub use crate::http::{HEADER_HOSTNAME, HEADER_NODE_ID, HEADER_VERSION};
 
 /// Errors of the upgrade, seen from the DP.
 #[derive(Debug)]

@@ -1,30 +1,43 @@
-//! One data plane connection, from the upgrade to its end.
+//! The wRPC driver (`/v1/wrpc`, Kong 3.0 and 3.1): one data plane connection from the
+//! upgrade to its end, and how a config goes to it (a SyncConfig call).
 //!
 //! The connection's thread (handed over by the listener) becomes its reader. The
 //! connection serves only NegotiateServices at first; a successful negotiation adds the
 //! config service (before it, a config call gets INVALID_SERVICE, as from Kong's Go CP).
 //! SyncConfig is declared but has no handler here: a data plane calling it gets
-//! INVALID_RPC.
+//! INVALID_RPC. ReportMetadata enables pushes; PingCP feeds the shared ping bookkeeping.
 
+use std::any::Any;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::SystemTime;
+use std::time::Instant;
+
+use prost::encoding::{encoded_len_varint, int32, key_len};
+use prost::Message;
 
 use super::events::CpEvent;
-use super::registry::{Entry, NodeInfo};
-use super::{push, Shared, CLOSE_POLICY};
+use super::push::{self, CurrentConfig, Link, Ready, Sent};
+use super::registry::PushOutcome;
+use super::{session, Shared};
 use crate::channel::{Channel, Role};
+use crate::config::EncodedConfig;
 use crate::services::config::report_metadata_response::Response as MetadataAnswer;
 use crate::services::config::{
-    Capability, GetCapabilitiesResponse, PingCPResponse, ReportMetadataResponse,
+    Capability, GetCapabilitiesResponse, PingCPResponse, ReportMetadataResponse, SyncConfigRequest,
+    SyncConfigResponse,
 };
 use crate::services::gate::SyncStatus;
 use crate::services::negotiation::CONFIG_SERVICE_NAME;
-use crate::services::{ConfigService, GetCapabilities, NegotiateServices, PingCP, ReportMetadata};
+use crate::services::{
+    ConfigService, GetCapabilities, NegotiateServices, PingCP, ReportMetadata, SyncConfig,
+};
 use crate::upgrade::{Rejection, UpgradeHandler, UpgradeRequest, Upgraded};
-use crate::wrpc::{HandlerError, Peer, PeerConfig, Services};
+use crate::wrpc::envelope::PayloadV1;
+use crate::wrpc::pending::Answer;
+use crate::wrpc::{HandlerError, Peer, PeerConfig, Rpc, Services, WrpcError};
+use crate::{Error, Protocol, Result};
 
-/// The control plane's [`UpgradeHandler`].
+/// The control plane's [`UpgradeHandler`] for `/v1/wrpc`.
 pub(crate) struct Handler {
     shared: Weak<Shared>,
 }
@@ -39,19 +52,10 @@ impl Handler {
 
 impl UpgradeHandler for Handler {
     fn admit(&self, req: &UpgradeRequest) -> Result<(), Rejection> {
-        let Some(shared) = self.shared.upgrade() else {
-            return Err(Rejection::new(503, "the control plane is shutting down"));
-        };
-        let held = shared.registry.count_node(&req.node.node_id);
-        if held >= shared.max_per_node {
-            log::warn!(
-                "refusing node {}: it already holds {held} connections (the cap is {})",
-                req.node.node_id,
-                shared.max_per_node
-            );
-            return Err(too_many(&req.node.node_id, held, shared.max_per_node));
+        match self.shared.upgrade() {
+            Some(shared) => session::admit(&shared, req),
+            None => Err(session::shutting_down()),
         }
-        Ok(())
     }
 
     fn upgraded(&self, up: Upgraded) {
@@ -61,15 +65,171 @@ impl UpgradeHandler for Handler {
     }
 }
 
-fn too_many(node_id: &str, held: usize, cap: usize) -> Rejection {
-    Rejection::new(
-        429,
-        format!(
-            "node {node_id} already holds {held} connections to this control plane, \
-             the most allowed is {cap}; close one or retry later"
+/// A wRPC connection as the push scheduler sees it: its peer.
+struct WrpcLink(Peer);
+
+impl Link for WrpcLink {
+    fn channel(&self) -> &Channel {
+        self.0.channel()
+    }
+
+    fn prepare(&self, config: &CurrentConfig) -> Ready {
+        // The size was checked when the config was stored.
+        match config.wrpc {
+            Some(_) => Ready::Now,
+            None => Ready::Skip(None, "the config was stored while wRPC was off".into()),
+        }
+    }
+
+    fn send(
+        &self,
+        shared: &Arc<Shared>,
+        conn: u64,
+        node_id: &str,
+        config: &Arc<CurrentConfig>,
+    ) -> Result<Sent, String> {
+        let Some(body) = config.wrpc.clone() else {
+            return Err("no SyncConfig was encoded for this config".into());
+        };
+        let version = config.version;
+        let weak = Arc::downgrade(shared);
+        let node = node_id.to_string();
+        let seq = self
+            .0
+            .call_async(
+                SyncConfig::SERVICE_ID,
+                SyncConfig::RPC_ID,
+                body,
+                shared.sync_timeout,
+                move |answer| {
+                    if let Some(shared) = weak.upgrade() {
+                        complete(&shared, conn, &node, version, answer);
+                    }
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        // The deadline covers sending and answering: it starts as the request is queued.
+        shared.at(Instant::now() + shared.sync_timeout, move |shared| {
+            if let Some(link) = shared.registry.update(conn, |e| e.link.clone()) {
+                if let Some(WrpcLink(peer)) = link.as_any().downcast_ref::<WrpcLink>() {
+                    peer.expire(seq, SyncConfig::NAME);
+                }
+            }
+        });
+        Ok(Sent::Awaiting)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The size of the whole WebSocket message carrying a SyncConfig request body of
+/// `body_len` bytes, with seq and deadline at their widest (computed, nothing copied).
+pub(crate) fn envelope_size(body_len: usize) -> usize {
+    let empty = PayloadV1::request(
+        SyncConfig::SERVICE_ID,
+        SyncConfig::RPC_ID,
+        u32::MAX,
+        u32::MAX,
+        Vec::new(),
+    );
+    // The empty element is its key and a one-byte length; the real one has a longer
+    // length and the body.
+    let inner = empty.encoded_len() - 1 + encoded_len_varint(body_len as u64) + body_len;
+    int32::encoded_len(1, &1) + key_len(2) + encoded_len_varint(inner as u64) + inner
+}
+
+/// The SyncConfig request of config `version`, encoded once for every wRPC data plane,
+/// unless its message would be over the max message size.
+pub(crate) fn sync_request(
+    shared: &Shared,
+    version: u64,
+    encoded: &EncodedConfig,
+) -> Result<Arc<[u8]>> {
+    let req = SyncConfigRequest {
+        config: encoded.gzipped.to_vec(),
+        version,
+        config_hash: encoded.hashes.config.clone(),
+        hashes: Some(encoded.hashes.to_granular()),
+    };
+    let body: Arc<[u8]> = req.encode_to_vec().into();
+    drop(req);
+    let size = envelope_size(body.len());
+    let max = shared.channel.max_message_size;
+    if size > max {
+        return Err(Error::InvalidInput(format!(
+            "the config's SyncConfig message would be {size} bytes (gzipped config {} bytes, \
+             JSON {} bytes), over the max message size of {max} bytes; nothing was sent. \
+             Make the config smaller, or raise max_message_size here and \
+             cluster_max_payload on the data planes (or switch wRPC off if no data plane \
+             speaks it)",
+            encoded.gzipped.len(),
+            encoded.json_len
+        )));
+    }
+    Ok(body)
+}
+
+/// A SyncConfig answer came, or the call failed: map it to the push's outcome. Runs
+/// where the answer lands: keep it quick.
+fn complete(shared: &Arc<Shared>, conn: u64, node_id: &str, version: u64, answer: Answer) {
+    let answer = answer.and_then(|bytes| {
+        SyncConfigResponse::decode(&bytes[..]).map_err(|e| WrpcError::Decode {
+            name: SyncConfig::NAME.into(),
+            message: e.to_string(),
+        })
+    });
+    let node_id = node_id.to_string();
+    let (outcome, event) = match answer {
+        Ok(resp) if resp.accepted => (
+            PushOutcome::Accepted,
+            CpEvent::ConfigAcked {
+                conn,
+                node_id,
+                version,
+            },
         ),
-    )
-    .with_header("Retry-After", "5")
+        Ok(resp) => {
+            let reason = format!("refused with {} error(s)", resp.errors.len());
+            (
+                PushOutcome::Rejected(resp.errors.clone()),
+                CpEvent::ConfigRejected {
+                    conn,
+                    node_id,
+                    version,
+                    errors: resp.errors,
+                    reason,
+                },
+            )
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            if matches!(e, WrpcError::Timeout { .. }) {
+                log::warn!(
+                    "{node_id} (connection {conn}) did not answer SyncConfig {version} \
+                     in {:?}; disconnecting it",
+                    shared.sync_timeout
+                );
+                if let Some(link) = shared.registry.update(conn, |e| e.link.clone()) {
+                    link.channel().abort();
+                }
+            } else {
+                log::info!("push of config {version} to {node_id} failed: {reason}");
+            }
+            (
+                PushOutcome::Failed(reason.clone()),
+                CpEvent::ConfigRejected {
+                    conn,
+                    node_id,
+                    version,
+                    errors: Vec::new(),
+                    reason,
+                },
+            )
+        }
+    };
+    push::finish(shared, conn, version, outcome, Some(event));
 }
 
 /// Serves one connection on this thread until it ends.
@@ -103,85 +263,21 @@ fn run(shared: &Arc<Shared>, up: Upgraded) {
             .ok_or_else(|| HandlerError::new("shutting down"))?;
         Ok(negotiate(&shared, conn, &ctx.peer, req))
     });
-    let entry = Entry {
-        info: NodeInfo {
-            conn,
-            node_id: node.node_id.clone(),
-            hostname: node.hostname.clone(),
-            version: node.version.clone(),
-            address: up.peer_addr,
-            connected_since: SystemTime::now(),
-            last_seen: None,
-            negotiated: false,
-            metadata_reported: false,
-            plugins: Vec::new(),
-            reported_hash: None,
-            last_push: None,
-            sync_status: SyncStatus::Unknown,
-            status_reason: None,
-        },
-        peer: peer.clone(),
-        pushing: false,
-    };
-    if let Err(entry) = shared.registry.insert(entry, shared.max_per_node) {
-        // Several connections of one node passed admit at once; the cap still holds.
-        let rej = too_many(&node.node_id, shared.max_per_node, shared.max_per_node);
-        log::warn!("closing {}: {}", entry.info.address, rej.reason);
-        drop(reader);
-        peer.channel().abort();
-        return;
-    }
-    shared.events.emit(CpEvent::DpConnected {
+    let link = Arc::new(WrpcLink(peer.clone()));
+    if !session::register(
+        shared,
         conn,
-        node_id: node.node_id.clone(),
-        addr: up.peer_addr,
-    });
-    log::info!(
-        "data plane {} ({}, {}) connected from {} as connection {conn}",
-        node.node_id,
-        node.hostname,
-        node.version,
-        up.peer_addr
-    );
-    if shared.stopping.load(Ordering::SeqCst) {
-        // Registered after shutdown collected the connections to close: close it the same
-        // way; this thread, about to read, waits at most the close timeout for the reply.
-        peer.channel().start_close(
-            crate::channel::close_code::NORMAL,
-            "control plane shutting down",
-        );
-    } else {
-        let at = std::time::Instant::now() + shared.metadata_deadline;
-        shared.at(at, move |shared| metadata_deadline_passed(shared, conn));
+        &node,
+        up.peer_addr,
+        Protocol::Wrpc,
+        link,
+        "ReportMetadata",
+    ) {
+        drop(reader);
+        return;
     }
     let ended = peer.serve(reader);
-    shared.registry.remove(conn);
-    log::info!(
-        "data plane {} (connection {conn}) disconnected: {ended}",
-        node.node_id
-    );
-    shared.events.emit(CpEvent::DpDisconnected {
-        conn,
-        node_id: node.node_id,
-        reason: ended.to_string(),
-    });
-}
-
-/// The ReportMetadata deadline of `conn` has passed (on the timer thread): if the
-/// metadata has still not come, queue the close frame and schedule the abort.
-fn metadata_deadline_passed(shared: &Arc<Shared>, conn: u64) {
-    let late = shared.registry.update(conn, |e| {
-        (!e.info.metadata_reported).then(|| e.info.node_id.clone())
-    });
-    let Some(Some(node_id)) = late else {
-        return;
-    };
-    log::warn!(
-        "data plane {node_id} (connection {conn}) sent no ReportMetadata within {:?}; \
-         disconnecting it",
-        shared.metadata_deadline
-    );
-    shared.close_conn(conn, CLOSE_POLICY, "no ReportMetadata in time");
+    session::ended(shared, conn, &node.node_id, &ended);
 }
 
 fn negotiate(
@@ -269,19 +365,7 @@ fn add_config_service(shared: &Arc<Shared>, conn: u64, services: &Services) {
                 req.hash
             )));
         }
-        let node_id = shared.registry.update(conn, |e| {
-            e.info.last_seen = Some(SystemTime::now());
-            e.info.reported_hash = Some(req.hash.clone());
-            e.info.node_id.clone()
-        });
-        if let Some(node_id) = node_id {
-            log::debug!("ping from {node_id} (connection {conn}), hash {}", req.hash);
-            shared.events.emit(CpEvent::Ping {
-                conn,
-                node_id,
-                hash: req.hash,
-            });
-        }
+        session::ping(&shared, conn, req.hash);
         Ok(PingCPResponse {})
     });
     let weak = Arc::downgrade(shared);

@@ -12,6 +12,7 @@ pub fn init_logs() {
     let _ = env_logger::builder().is_test(true).try_init();
 }
 pub mod echo;
+pub mod json_dp;
 pub mod logs;
 pub mod pair;
 pub mod proxy;

@@ -7,6 +7,7 @@
 //! | `session` | what every connection shares: admission, registration, pings, the end |
 //! | `wrpc` | the wRPC driver (`/v1/wrpc`, Kong 3.0/3.1): negotiation, the config service, SyncConfig |
 //! | `json` | the JSON driver (`/v1/outlet`, Kong 2.x, 3.0, 3.2–3.9): `basic_info`, pings, `reconfigure` |
+//! | `link` | what a driver gives the roles: a connection's channel, and how to push a config to it |
 //! | `push` | the current config, and pushing it (newest wins, one in flight per DP), for any driver |
 //! | [`registry`] | what is known of each connected data plane |
 //! | [`events`] | what happened, on a bounded channel |
@@ -37,6 +38,7 @@ use crossbeam_channel::Receiver;
 pub mod builder;
 pub mod events;
 mod json;
+mod link;
 mod push;
 pub mod registry;
 mod session;
@@ -243,7 +245,13 @@ impl ControlPlane {
             .json_on
             .then(|| serde_json::to_vec(&config).unwrap_or_default());
         drop(config);
-        let version = push::store(&self.shared, encoded, json)?;
+        let shared = &self.shared;
+        let version = push::store(shared, encoded, json, |version, encoded| {
+            shared
+                .wrpc_on
+                .then(|| wrpc::sync_request(shared, version, encoded))
+                .transpose()
+        })?;
         push::push_all(&self.shared);
         Ok(version)
     }

@@ -25,64 +25,14 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::events::CpEvent;
+pub(crate) use super::link::{Link, Ready, Sent};
 use super::registry::{PushOutcome, PushRecord};
 use super::Shared;
-use crate::channel::{lock, Channel};
+use crate::channel::lock;
 use crate::config::{EncodedConfig, Hashes};
 use crate::outlet::EncodedReconfigure;
 use crate::services::gate::{plugin_gate, SyncStatus};
 use crate::Result;
-
-/// A connection as the roles see it, whatever it speaks: its channel, and how its
-/// protocol pushes a config. Implemented by each protocol driver.
-pub(crate) trait Link: Send + Sync {
-    /// The connection's channel (for closing it).
-    fn channel(&self) -> &Channel;
-
-    /// The driver itself, for its own timer tasks to find their connection again.
-    fn as_any(&self) -> &dyn std::any::Any;
-
-    /// Whether a ping reporting the pushed hash completes the push as accepted (the
-    /// protocol has no answer of its own). Default false.
-    fn ping_accepts(&self) -> bool {
-        false
-    }
-
-    /// Whether `config` can be sent to this data plane now. Runs on a push worker, off
-    /// every lock; may build the protocol's encoding of the config (once per config).
-    fn prepare(&self, config: &CurrentConfig) -> Ready;
-
-    /// Queues `config` on the connection without waiting. For [`Sent::Awaiting`] the
-    /// driver calls [`finish`] when the answer comes; `Err` says why nothing was sent.
-    fn send(
-        &self,
-        shared: &Arc<Shared>,
-        conn: u64,
-        node_id: &str,
-        config: &Arc<CurrentConfig>,
-    ) -> Result<Sent, String>;
-}
-
-/// What a driver says of a config before sending it.
-pub(crate) enum Ready {
-    /// Send it.
-    Now,
-    /// Never send it to this data plane (it cannot take it): skip, keep the connection,
-    /// report the reason, and set the status if one is given (else it stays).
-    Skip(Option<SyncStatus>, String),
-    /// Not now (the connection still holds the previous push): try again at the data
-    /// plane's next ping.
-    Later(String),
-}
-
-/// How a driver sent a config.
-pub(crate) enum Sent {
-    /// Queued; the protocol answers, and the driver completes the push with [`finish`].
-    Awaiting,
-    /// Queued; the protocol has no answer, so the push is complete as
-    /// [`PushOutcome::Sent`].
-    Queued,
-}
 
 /// A config ready to push: its version, hashes and each protocol's encoding, made once
 /// for every data plane.
@@ -99,17 +49,18 @@ pub(crate) struct CurrentConfig {
     pub(crate) json: OnceLock<Option<EncodedReconfigure>>,
 }
 
-/// Assigns the next version to `encoded` and makes it the current config, unless a
-/// protocol that is on refuses it (wRPC: its SyncConfig message is over the max message
-/// size). `json` is the config's JSON text when the JSON protocol is on.
-pub(crate) fn store(shared: &Shared, encoded: EncodedConfig, json: Option<Vec<u8>>) -> Result<u64> {
+/// Assigns the next version to `encoded` and makes it the current config, unless
+/// `wrpc` (the wRPC driver's encoding of a version, `None` when wRPC is off) refuses it.
+/// `json` is the config's JSON text when the JSON protocol is on.
+pub(crate) fn store(
+    shared: &Shared,
+    encoded: EncodedConfig,
+    json: Option<Vec<u8>>,
+    wrpc: impl FnOnce(u64, &EncodedConfig) -> Result<Option<Arc<[u8]>>>,
+) -> Result<u64> {
     let mut last = lock(&shared.last_version);
     let version = *last + 1;
-    let wrpc = if shared.wrpc_on {
-        Some(super::wrpc::sync_request(shared, version, &encoded)?)
-    } else {
-        None
-    };
+    let wrpc = wrpc(version, &encoded)?;
     *last = version;
     *lock(&shared.current) = Some(Arc::new(CurrentConfig {
         version,

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
-use super::push::Link;
+use super::link::Link;
 use crate::services::config::{PluginVersion, SyncConfigError};
 use crate::services::gate::SyncStatus;
 use crate::Protocol;

@@ -1,5 +1,7 @@
-//! A control plane: listens for data planes, pushes a declarative config to them, and
-//! prints one JSON object per event on stdout (logs go to stderr).
+//! A control plane: listens for data planes of both protocols (wRPC at `/v1/wrpc`, Kong's
+//! JSON protocol at `/v1/outlet`), pushes a declarative config to them, and prints one
+//! JSON object per event on stdout (logs go to stderr); `dp_connected` says which
+//! protocol the data plane speaks.
 //!
 //! ```text
 //! cargo run --example cp -- --listen 127.0.0.1:8005 \
@@ -9,7 +11,8 @@
 //! Flags: `--listen ADDR` (default `0.0.0.0:8005`), `--cert PEM --key PEM` (required),
 //! `--mtls shared|pki|none` (default `shared`, Kong's), `--client-ca PEM` (with `pki`),
 //! `--config FILE.json` (pushed at start and again whenever the file changes),
-//! `--node-id ID`, `--kong-version X.Y.Z`. `RUST_LOG=debug` for more logs.
+//! `--node-id ID`, `--kong-version X.Y.Z` (default 3.9.3), `--protocols wrpc,json` (the
+//! default: both). `RUST_LOG=debug` for more logs.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -31,10 +34,12 @@ struct Args {
     config: Option<PathBuf>,
     node_id: Option<String>,
     kong_version: Option<String>,
+    protocols: String,
 }
 
 const USAGE: &str = "usage: cp --cert PEM --key PEM [--listen ADDR] [--mtls shared|pki|none] \
-                     [--client-ca PEM] [--config FILE.json] [--node-id ID] [--kong-version X.Y.Z]";
+                     [--client-ca PEM] [--config FILE.json] [--node-id ID] [--kong-version X.Y.Z] \
+                     [--protocols wrpc,json]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -46,6 +51,7 @@ fn parse_args() -> Result<Args, String> {
         config: None,
         node_id: None,
         kong_version: None,
+        protocols: "wrpc,json".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -64,6 +70,7 @@ fn parse_args() -> Result<Args, String> {
             "--config" => args.config = Some(value.into()),
             "--node-id" => args.node_id = Some(value),
             "--kong-version" => args.kong_version = Some(value),
+            "--protocols" => args.protocols = value,
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         }
     }
@@ -82,10 +89,18 @@ fn start(args: &Args) -> Result<ControlPlane, String> {
         ("none", _) => ClientAuth::None,
         (other, _) => return Err(format!("--mtls {other}: use shared, pki or none")),
     };
+    let protocols: Vec<&str> = args.protocols.split(',').map(str::trim).collect();
+    if let Some(bad) = protocols.iter().find(|p| !["wrpc", "json"].contains(p)) {
+        return Err(format!(
+            "--protocols: unknown protocol {bad:?}: use wrpc, json or both"
+        ));
+    }
     let mut b = ControlPlane::builder()
         .listen(args.listen.clone())
         .identity(identity)
-        .client_auth(auth);
+        .client_auth(auth)
+        .wrpc(protocols.contains(&"wrpc"))
+        .json(protocols.contains(&"json"));
     if let Some(id) = &args.node_id {
         b = b.node_id(id.clone());
     }
@@ -128,8 +143,16 @@ fn to_json(event: &CpEvent) -> Value {
             conn,
             node_id,
             addr,
+            protocol,
         } => json!({"event": "dp_connected", "conn": conn, "node_id": node_id,
-                    "addr": addr.to_string()}),
+                    "addr": addr.to_string(), "protocol": protocol.as_str()}),
+        CpEvent::Incompatible {
+            conn,
+            node_id,
+            status,
+            reason,
+        } => json!({"event": "incompatible", "conn": conn, "node_id": node_id,
+                    "status": status.as_str(), "reason": reason}),
         CpEvent::Negotiated {
             conn,
             node_id,

@@ -32,9 +32,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dpspec::channel::{Channel, ChannelConfig, Role};
-use dpspec::http::{client, Listener, ServerConfig, UpgradeHandler, Upgraded};
+use dpspec::http::{client, Listener, ServerConfig};
 use dpspec::tls::{ClientAuth, ClientTls, Identity, ServerTls, TrustMode};
-use dpspec::upgrade::{NodeIdentity, UpgradeTarget};
+use dpspec::upgrade::{
+    self, Endpoint, NodeIdentity, UpgradeHandler, UpgradeTarget, Upgraded, WRPC_PATH,
+};
 use dpspec::wrpc::{Peer, PeerConfig, Services, WorkerPool};
 use dpspec::wrpc_service;
 use serde_json::json;
@@ -220,16 +222,17 @@ fn server(f: &Flags) -> Result<(), String> {
     let identity = Identity::from_pem_files(cert, key).map_err(|e| e.to_string())?;
     let tls = ServerTls::new(identity, ClientAuth::None).map_err(|e| e.to_string())?;
     let pool = Arc::new(WorkerPool::new("echo", f.workers, 65536).map_err(|e| e.to_string())?);
-    let mut config = ServerConfig::new("dpspec-echo");
-    // A plain wRPC server: any wRPC client may call, with no Kong node identity.
-    config.require_node_identity = false;
-    config.extra_wrpc_paths = vec!["/echo".into()];
-    let handler = Arc::new(EchoServer {
+    let handler: Arc<dyn UpgradeHandler> = Arc::new(EchoServer {
         pool,
         services: echo_services(),
     });
-    let listener = Listener::bind(f.listen.as_str(), tls, config, handler)
-        .map_err(|e| format!("{}: {e}", f.listen))?;
+    // A plain wRPC server: any wRPC client may call, with no Kong node identity.
+    let endpoint = Endpoint::wrpc().identity(false);
+    let config = ServerConfig::new("dpspec-echo")
+        .with_route(WRPC_PATH, upgrade::route(endpoint.clone(), handler.clone()))
+        .with_route("/echo", upgrade::route(endpoint, handler));
+    let listener =
+        Listener::bind(f.listen.as_str(), tls, config).map_err(|e| format!("{}: {e}", f.listen))?;
     println!(
         "{}",
         json!({"event": "listening", "addr": listener.local_addr().to_string()})

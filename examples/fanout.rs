@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 use dpspec::cp::CpEvent;
 use dpspec::tls::Identity;
 use dpspec::ControlPlane;
-use fleet::{config, proc_status, services_for};
 use dpspec::Protocol;
+use fleet::{config, proc_status, services_for};
 use serde_json::{json, Value};
 
 #[path = "common/fleet.rs"]

@@ -1,21 +1,23 @@
-//! The whole protocol in one process: a control plane and a data plane over real TLS on
-//! loopback, in Kong's shared mode, with throwaway certificates made on the spot.
+//! The whole protocol in one process: a control plane and two data planes over real TLS on
+//! loopback, in Kong's shared mode, with throwaway certificates made on the spot. One DP
+//! speaks wRPC (`/v1/wrpc`, Kong 3.0/3.1), the other Kong's JSON protocol (`/v1/outlet`,
+//! every release since), and the CP serves both on one listener.
 //!
 //! ```text
 //! cargo run --example hybrid
 //! ```
 //!
-//! It pushes `examples/kong.json`, shows each step as it happens, checks that the DP
-//! applied the config with the CP's hash and that the CP saw that hash in a PingCP, and
-//! exits 0 (1 if anything is missing after 30 s). `RUST_LOG=debug` shows the library's
-//! logs too.
+//! It pushes `examples/kong.json`, shows each step as it happens, checks that both DPs
+//! applied the config with the CP's hash and that the CP saw that hash in each one's
+//! ping, and exits 0 (1 if anything is missing after 30 s). `RUST_LOG=debug` shows the
+//! library's logs too.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::select;
+use crossbeam_channel::Select;
 use dpspec::cp::CpEvent;
-use dpspec::dp::{ConfigUpdate, DataPlane, DpEvent, Reconnect};
+use dpspec::dp::{ConfigUpdate, DataPlane, DpEvent, ProtocolChoice, Reconnect};
 use dpspec::tls::{ClientAuth, Identity, TrustMode};
 use dpspec::ControlPlane;
 use rcgen::{CertificateParams, DnType, KeyPair, PKCS_ECDSA_P384_SHA384};
@@ -62,87 +64,145 @@ fn run() -> Result<(), String> {
     let hash = hashes.config.clone();
     println!("[cp] config version {version} ready, hash {hash}");
 
-    let dp = DataPlane::builder(cp.local_addr().to_string())
-        .trust(TrustMode::pinned_pem(cert.as_bytes()).map_err(|e| e.to_string())?)
-        .client_identity(identity()?)
-        .hostname("hybrid-demo-dp")
-        .plugins([("rate-limiting", "3.1.1"), ("cors", "3.1.1")])
-        .reconnect(Reconnect::Fixed(Duration::from_millis(200)))
-        .config_handler(|u: &ConfigUpdate<'_>| {
-            let count = |k: &str| u.config.get(k).and_then(|v| v.as_array()).map_or(0, Vec::len);
-            println!(
-                "[dp] applying config version {}: {} services, {} routes, {} plugins, {} upstreams, {} targets",
-                u.version.map_or("-".to_string(), |v| v.to_string()),
-                count("services"),
-                count("routes"),
-                count("plugins"),
-                count("upstreams"),
-                count("targets")
-            );
-            Ok(())
-        })
-        .start()
-        .map_err(|e| format!("starting the DP: {e}"))?;
-    println!(
-        "[dp] started as node {}, connecting to {}",
-        dp.node_id(),
-        cp.local_addr()
-    );
+    let start_dp = |name: &'static str, protocol: ProtocolChoice| {
+        DataPlane::builder(cp.local_addr().to_string())
+            .trust(TrustMode::pinned_pem(cert.as_bytes()).map_err(|e| e.to_string())?)
+            .client_identity(identity()?)
+            .hostname(format!("hybrid-demo-{name}"))
+            .protocol(protocol)
+            .plugins([("rate-limiting", "3.1.1"), ("cors", "3.1.1")])
+            .reconnect(Reconnect::Fixed(Duration::from_millis(200)))
+            .config_handler(move |u: &ConfigUpdate<'_>| {
+                let count =
+                    |k: &str| u.config.get(k).and_then(|v| v.as_array()).map_or(0, Vec::len);
+                println!(
+                    "[dp {name}] applying config {}: {} services, {} routes, {} plugins, {} upstreams, {} targets",
+                    u.version.map_or("(JSON has no version)".to_string(), |v| format!("version {v}")),
+                    count("services"),
+                    count("routes"),
+                    count("plugins"),
+                    count("upstreams"),
+                    count("targets")
+                );
+                Ok(())
+            })
+            .start()
+            .map_err(|e| format!("starting the {name} DP: {e}"))
+    };
+    let dps = [
+        ("wrpc", start_dp("wrpc", ProtocolChoice::Wrpc)?),
+        ("json", start_dp("json", ProtocolChoice::Json)?),
+    ];
+    for (name, dp) in &dps {
+        println!("[dp {name}] started as node {}", dp.node_id());
+    }
 
     let deadline = Instant::now() + Duration::from_secs(30);
-    let (mut dp_applied, mut cp_saw_hash) = (false, false);
-    while !(dp_applied && cp_saw_hash) {
+    // Per DP: applied the CP's hash; the CP saw that hash in its ping.
+    let mut done = [(false, false); 2];
+    while !done.iter().all(|&(applied, seen)| applied && seen) {
         let left = deadline.saturating_duration_since(Instant::now());
-        select! {
-            recv(dp.events()) -> e => match e.map_err(|_| "the DP stopped")? {
-                DpEvent::Connected { cp_node_id, .. } => println!("[dp] connected (CP node {})", cp_node_id.unwrap_or_default()),
-                DpEvent::Negotiated { services } => println!("[dp] negotiated {services:?}"),
-                DpEvent::ConfigApplied { version, hash: h, .. } => {
-                    println!("[dp] config version {} applied, hash {h}", version.map_or("-".to_string(), |v| v.to_string()));
-                    if h != hash {
-                        return Err(format!("the DP applied hash {h}, the CP sent {hash}"));
-                    }
-                    dp_applied = true;
+        let mut sel = Select::new();
+        for (_, dp) in &dps {
+            sel.recv(dp.events());
+        }
+        let cp_index = sel.recv(&cp_events);
+        let op = sel
+            .select_timeout(left)
+            .map_err(|_| "timed out after 30 s")?;
+        let index = op.index();
+        if index == cp_index {
+            let event = op.recv(&cp_events).map_err(|_| "the CP stopped")?;
+            if let CpEvent::Ping {
+                node_id, hash: h, ..
+            } = &event
+            {
+                if let Some(k) = dps.iter().position(|(_, dp)| dp.node_id() == node_id) {
+                    done[k].1 |= *h == hash;
                 }
-                DpEvent::ConfigRejected { errors, .. } => return Err(format!("the DP rejected the config: {errors:?}")),
-                DpEvent::Pinged { hash } => println!("[dp] PingCP answered (hash {hash})"),
-                DpEvent::Disconnected { reason } => println!("[dp] disconnected: {reason}"),
-                other => println!("[dp] {other:?}"),
-            },
-            recv(cp_events) -> e => match e.map_err(|_| "the CP stopped")? {
-                CpEvent::DpConnected { node_id, addr, .. } => println!("[cp] DP {node_id} connected from {addr}"),
-                CpEvent::Negotiated { outcome, .. } => println!("[cp] negotiation: {outcome:?}"),
-                CpEvent::Metadata { plugins, .. } => {
-                    let names: Vec<_> = plugins.iter().map(|p| format!("{} {}", p.name, p.version)).collect();
-                    println!("[cp] ReportMetadata: {}", names.join(", "));
+            }
+            print_cp_event(&event, &dps);
+            continue;
+        }
+        let (name, dp) = &dps[index];
+        match op.recv(dp.events()).map_err(|_| "a DP stopped")? {
+            DpEvent::Connected { protocol, .. } => {
+                println!("[dp {name}] connected, speaking {protocol}")
+            }
+            DpEvent::Negotiated { services } => println!("[dp {name}] negotiated {services:?}"),
+            DpEvent::ConfigApplied { hash: h, .. } => {
+                println!("[dp {name}] config applied, hash {h}");
+                if h != hash {
+                    return Err(format!(
+                        "the {name} DP applied hash {h}, the CP sent {hash}"
+                    ));
                 }
-                CpEvent::ConfigPushed { version, .. } => println!("[cp] SyncConfig version {version} sent"),
-                CpEvent::ConfigAcked { version, .. } => println!("[cp] SyncConfig version {version} accepted"),
-                CpEvent::Ping { hash: h, .. } => {
-                    println!("[cp] PingCP with hash {h}");
-                    cp_saw_hash |= h == hash;
-                }
-                other => println!("[cp] {other:?}"),
-            },
-            default(left) => return Err("timed out after 30 s".into()),
+                done[index].0 = true;
+            }
+            DpEvent::ConfigRejected { errors, .. } => {
+                return Err(format!("the {name} DP rejected the config: {errors:?}"))
+            }
+            DpEvent::Pinged { hash } => println!("[dp {name}] pinged with hash {hash}"),
+            DpEvent::Disconnected { reason } => println!("[dp {name}] disconnected: {reason}"),
+            other => println!("[dp {name}] {other:?}"),
         }
     }
-    let node = cp
-        .nodes()
-        .into_iter()
-        .find(|n| n.node_id == dp.node_id())
-        .ok_or("the CP lost the DP")?;
-    println!(
-        "[cp] registry: {} ({}) version {}, status {}",
-        node.node_id,
-        node.hostname,
-        node.version,
-        node.sync_status.as_str()
-    );
-    dp.shutdown();
+    for node in cp.nodes() {
+        println!(
+            "[cp] registry: {} ({}) version {}, {}, status {}",
+            node.node_id,
+            node.hostname,
+            node.version,
+            node.protocol,
+            node.sync_status.as_str()
+        );
+    }
+    for (_, dp) in &dps {
+        dp.shutdown();
+    }
     cp.shutdown();
-    println!("[done] the DP runs config {hash} and the CP saw it in PingCP");
+    println!("[done] both DPs run config {hash}, and the CP saw it in each one's ping");
     Ok(())
+}
+
+/// One line per CP event, naming the DP by its protocol.
+fn print_cp_event(event: &CpEvent, dps: &[(&str, DataPlane); 2]) {
+    let who = |node_id: &str| {
+        dps.iter()
+            .find(|(_, dp)| dp.node_id() == node_id)
+            .map_or("?", |(name, _)| *name)
+    };
+    match event {
+        CpEvent::DpConnected { node_id, addr, .. } => {
+            println!("[cp] DP {} ({node_id}) connected from {addr}", who(node_id))
+        }
+        CpEvent::Negotiated {
+            node_id, outcome, ..
+        } => println!("[cp] {} negotiation: {outcome:?}", who(node_id)),
+        CpEvent::Metadata {
+            node_id, plugins, ..
+        } => {
+            let names: Vec<_> = plugins
+                .iter()
+                .map(|p| format!("{} {}", p.name, p.version))
+                .collect();
+            println!(
+                "[cp] {} reported plugins: {}",
+                who(node_id),
+                names.join(", ")
+            );
+        }
+        CpEvent::ConfigPushed {
+            node_id, version, ..
+        } => println!("[cp] config version {version} sent to {}", who(node_id)),
+        CpEvent::ConfigAcked {
+            node_id, version, ..
+        } => println!("[cp] config version {version} accepted by {}", who(node_id)),
+        CpEvent::Ping { node_id, hash, .. } => {
+            println!("[cp] ping from {} with hash {hash}", who(node_id))
+        }
+        other => println!("[cp] {other:?}"),
+    }
 }
 
 fn main() -> ExitCode {

@@ -62,8 +62,8 @@ use dpspec::wrpc::envelope::{decode_envelope, encode_envelope, MessageType, Payl
 use dpspec::wrpc::pending::deadline_after;
 use dpspec::wrpc::{Peer, Rpc, WorkerPool, WrpcError};
 use dpspec::ControlPlane;
-use fleet::{config, connect_dp, services_for, CertFiles};
 use dpspec::Protocol;
+use fleet::{config, connect_dp, services_for, CertFiles};
 use serde_json::{json, Value};
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 

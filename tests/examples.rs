@@ -14,7 +14,7 @@ fn example(name: &str) -> PathBuf {
 }
 
 #[test]
-fn hybrid_example_pushes_the_config_and_the_cp_sees_the_dp_run_it() {
+fn hybrid_example_brings_a_wrpc_dp_and_a_json_dp_to_the_cps_hash() {
     let bin = example("hybrid");
     assert!(bin.exists(), "{} was not built", bin.display());
     let out = Command::new(&bin).env("RUST_LOG", "warn").output().unwrap();
@@ -31,14 +31,24 @@ fn hybrid_example_pushes_the_config_and_the_cp_sees_the_dp_run_it() {
         .unwrap();
     let hash = hash_line.rsplit(' ').next().unwrap();
     assert_eq!(hash.len(), 32);
-    assert!(
-        stdout.contains(&format!("[dp] config version 1 applied, hash {hash}")),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains(&format!("[cp] PingCP with hash {hash}")),
-        "{stdout}"
-    );
+    for dp in ["wrpc", "json"] {
+        assert!(
+            stdout.contains(&format!("[dp {dp}] connected, speaking {dp}")),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("[dp {dp}] config applied, hash {hash}")),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("[cp] ping from {dp} with hash {hash}")),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!(", {dp}, status normal")),
+            "{stdout}"
+        );
+    }
     assert!(
         stdout.contains("2 services, 2 routes, 2 plugins, 1 upstreams, 2 targets"),
         "{stdout}"

@@ -256,15 +256,17 @@ fn bind_refuses_a_bad_configuration() {
         admitted: crossbeam_channel::unbounded().0,
         upgraded: crossbeam_channel::unbounded().0,
     });
+    let wrpc = || dpspec::upgrade::route(dpspec::upgrade::Endpoint::wrpc(), handler.clone());
     for config in [
         ServerConfig::new(""),
         ServerConfig::new("cp\r\nx: y"),
-        ServerConfig::new(CP_ID).with_handler("/v1/wrpc", Arc::new(Echo::default())),
+        ServerConfig::new(CP_ID)
+            .with_route("/v1/wrpc", wrpc())
+            .with_handler("/v1/wrpc", Arc::new(Echo::default())),
         ServerConfig::new(CP_ID).with_handler("no-slash", Arc::new(Echo::default())),
+        ServerConfig::new(CP_ID).with_route("/v1/wrpc?x=1", wrpc()),
     ] {
-        let err =
-            dpspec::http::Listener::bind("127.0.0.1:0", server.clone(), config, handler.clone())
-                .unwrap_err();
+        let err = dpspec::http::Listener::bind("127.0.0.1:0", server.clone(), config).unwrap_err();
         assert!(
             matches!(err, dpspec::http::HttpError::InvalidConfig(_)),
             "{err:?}"

@@ -13,14 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dpspec::dp::{ConfigUpdate, DataPlane, DpEvent, Reconnect};
-use dpspec::http::{
-    request, DialOptions, HttpHandler, Listener, Request, Response, ServerConfig, UpgradeHandler,
-    Upgraded,
-};
+use dpspec::http::{request, DialOptions, HttpHandler, Listener, Request, Response, ServerConfig};
 use dpspec::proxy::ProxyUrl;
 use dpspec::tls::{self, ClientAuth, ClientTls, Identity, Peer, ServerTls, TlsError, TrustMode};
-use dpspec::upgrade::NodeIdentity;
-use dpspec::upgrade::{dial, UpgradeTarget};
+use dpspec::upgrade::{
+    self, dial, Endpoint, NodeIdentity, UpgradeHandler, UpgradeTarget, Upgraded, WRPC_PATH,
+};
 use dpspec::ControlPlane;
 use support::certs::{kong_shared, self_signed, Ca, Pem};
 use support::logs;
@@ -71,15 +69,13 @@ impl UpgradeHandler for CountUpgrades {
 /// A CP listener on 127.0.0.1:0 whose every handler counts.
 fn counting_cp(tls: ServerTls) -> (Listener, Arc<Counter>) {
     let counter = Arc::new(Counter::default());
-    let config =
-        ServerConfig::new("cp-sec").with_handler("/v1/probe", Arc::new(CountHttp(counter.clone())));
-    let listener = Listener::bind(
-        "127.0.0.1:0",
-        tls,
-        config,
-        Arc::new(CountUpgrades(counter.clone())),
-    )
-    .unwrap();
+    let config = ServerConfig::new("cp-sec")
+        .with_handler("/v1/probe", Arc::new(CountHttp(counter.clone())))
+        .with_route(
+            WRPC_PATH,
+            upgrade::route(Endpoint::wrpc(), Arc::new(CountUpgrades(counter.clone()))),
+        );
+    let listener = Listener::bind("127.0.0.1:0", tls, config).unwrap();
     (listener, counter)
 }
 

@@ -212,9 +212,8 @@ pub fn dps(
                     return;
                 }
                 let connected = match protocol {
-                    Protocol::Json => connect_json_dp(i, host, port, &tls).map(|ch| {
-                        channels.lock().unwrap_or_else(|p| p.into_inner()).push(ch)
-                    }),
+                    Protocol::Json => connect_json_dp(i, host, port, &tls)
+                        .map(|ch| channels.lock().unwrap_or_else(|p| p.into_inner()).push(ch)),
                     _ => connect_dp(i, host, port, &tls, &pool)
                         .map(|peer| peers.lock().unwrap_or_else(|p| p.into_inner()).push(peer)),
                 };
@@ -258,7 +257,12 @@ pub fn dps(
 }
 
 /// One lean JSON DP (hostname `dp-<i>`) that has sent `basic_info` and its first ping.
-pub fn connect_json_dp(i: usize, host: &str, port: u16, tls: &ClientTls) -> Result<Channel, String> {
+pub fn connect_json_dp(
+    i: usize,
+    host: &str,
+    port: u16,
+    tls: &ClientTls,
+) -> Result<Channel, String> {
     let node = NodeIdentity::new(dpspec::random::uuid_v4(), format!("dp-{i}"), "3.9.3");
     let mut opts = DialOptions::new(host, port, tls.clone(), node);
     opts.connect_timeout = Duration::from_secs(30);
@@ -312,7 +316,10 @@ impl MessageSink for JsonSink {
             Some(hash) => {
                 let _ = self.channel.send_ping(hash.as_bytes());
             }
-            None => eprintln!("{}: a reconfigure without a good hash", self.channel.label()),
+            None => eprintln!(
+                "{}: a reconfigure without a good hash",
+                self.channel.label()
+            ),
         }
         Ok(())
     }

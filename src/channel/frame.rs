@@ -170,6 +170,9 @@ pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
 /// (the reader's chunk, a TLS record and some).
 const GROW_STEP: usize = 16 * 1024 + 512;
 
+/// Close code 1008, policy violation: a fragmented message where none may be.
+const POLICY_VIOLATION: u16 = 1008;
+
 /// Turns plaintext into [`Frame`]s. Feed bytes with [`Decoder::buffer`], then call
 /// [`Decoder::next`] until it returns `Ok(None)`.
 #[derive(Debug)]
@@ -180,6 +183,8 @@ pub struct Decoder {
     start: usize,
     /// A fragmented message being reassembled: its opcode was binary (true) or text.
     partial: Option<(bool, Vec<u8>)>,
+    /// Whether fragmented messages are taken (else a non-final data frame is a violation).
+    fragments: bool,
 }
 
 impl Decoder {
@@ -191,7 +196,16 @@ impl Decoder {
             input: Vec::new(),
             start: 0,
             partial: None,
+            fragments: true,
         }
+    }
+
+    /// This decoder, refusing fragmented messages: a non-final data frame is a violation
+    /// with close code 1008 (policy), as Kong's `/v1/outlet` nodes take every message as
+    /// one frame.
+    pub fn without_fragments(mut self) -> Decoder {
+        self.fragments = false;
+        self
     }
 
     /// The buffer to append received plaintext to.
@@ -304,6 +318,12 @@ impl Decoder {
             }
             return Ok(());
         }
+        if !header.is_final && !self.fragments {
+            return Err(Violation {
+                code: POLICY_VIOLATION,
+                reason: "fragmented message: every message must be one frame".into(),
+            });
+        }
         let so_far = self.partial.as_ref().map_or(0, |(_, b)| b.len() as u64);
         if len.saturating_add(so_far) > self.max_message as u64 {
             return Err(Violation {
@@ -400,6 +420,25 @@ mod tests {
                 .collect();
             assert_eq!(fast, slow);
         }
+    }
+
+    #[test]
+    fn without_fragments_a_non_final_frame_is_a_policy_violation() {
+        let first = binary_frame(b"he", Some([1, 2, 3, 4]), false, OpCode::Data(Data::Binary));
+        let mut d = Decoder::new(Role::Server, 100).without_fragments();
+        d.buffer().extend_from_slice(&first);
+        let v = d.next().unwrap_err();
+        assert_eq!(v.code, 1008);
+        assert!(v.reason.contains("fragmented"), "{}", v.reason);
+        let whole = binary_frame(
+            b"hello",
+            Some([1, 2, 3, 4]),
+            true,
+            OpCode::Data(Data::Binary),
+        );
+        let mut d = Decoder::new(Role::Server, 100).without_fragments();
+        d.buffer().extend_from_slice(&whole);
+        assert_eq!(d.next().unwrap(), Some(Frame::Binary(b"hello".to_vec())));
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct ChannelConfig {
     pub close_timeout: Duration,
     /// A label for logs and thread names, usually the peer's address.
     pub label: String,
+    /// Whether a message may come in several frames (RFC 6455 fragmentation). Default
+    /// true. Kong's `/v1/outlet` nodes take a non-final frame as fatal, so the JSON
+    /// control plane sets false: a fragmented message closes the connection with 1008.
+    pub fragments: bool,
 }
 
 impl Default for ChannelConfig {
@@ -81,6 +85,7 @@ impl Default for ChannelConfig {
             write_timeout: Some(Duration::from_secs(10)),
             close_timeout: Duration::from_secs(5),
             label: String::from("peer"),
+            fragments: true,
         }
     }
 }
@@ -390,7 +395,11 @@ impl Channel {
             None,
         );
         first.extend_from_slice(head);
-        self.enqueue(vec![Part::Owned(first), Part::Shared(body)], None, on_written)
+        self.enqueue(
+            vec![Part::Owned(first), Part::Shared(body)],
+            None,
+            on_written,
+        )
     }
 
     /// Sends a ping with `payload` (at most 125 bytes, RFC 6455), as [`send`](Self::send)

@@ -529,7 +529,10 @@ mod tests {
         ob.push_then(owned(b"two"), None, cb(2)).unwrap();
         let n = ob.unwritten(&mut tls).unwrap().len();
         ob.wrote(n - 1);
-        assert!(ob.take_written().is_empty(), "the record is not wholly written");
+        assert!(
+            ob.take_written().is_empty(),
+            "the record is not wholly written"
+        );
         ob.wrote(1);
         for f in ob.take_written() {
             f(true);

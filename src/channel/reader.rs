@@ -48,10 +48,14 @@ impl Reader {
         done: Sender<()>,
     ) -> Reader {
         let max = channel.shared.config.max_message_size;
+        let mut decoder = Decoder::new(role, max);
+        if !channel.shared.config.fragments {
+            decoder = decoder.without_fragments();
+        }
         Reader {
             channel,
             sock,
-            decoder: Decoder::new(role, max),
+            decoder,
             leftover,
             tls_closed: false,
             _done: done,

@@ -10,6 +10,7 @@ use super::ControlPlane;
 use crate::channel::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::http::server::DEFAULT_MAX_HANDSHAKES;
 use crate::http::{HttpHandler, HttpLimits};
+use crate::outlet::{DEFAULT_JSON_CP_VERSION, DEFAULT_MAX_FRAME, LIVENESS_TIMEOUT};
 use crate::services::config::PluginVersion;
 use crate::services::negotiation::{NegotiationPolicy, OfferedService};
 use crate::tls::{ClientAuth, Identity};
@@ -18,7 +19,10 @@ use crate::{Error, Result};
 
 /// Builds a [`ControlPlane`]; start it with [`Builder::start`].
 ///
-/// Only the certificate ([`Builder::identity`]) has no default.
+/// Only the certificate ([`Builder::identity`]) has no default. By default one listener
+/// serves both protocols: wRPC at `/v1/wrpc` ([`Builder::wrpc`]) for Kong 3.0 and 3.1
+/// data planes, and Kong's JSON protocol at `/v1/outlet` ([`Builder::json`]) for Kong 2.x,
+/// 3.0 and 3.2 to 3.9.
 pub struct Builder {
     pub(crate) listen: String,
     pub(crate) identity: Option<Identity>,
@@ -39,6 +43,10 @@ pub struct Builder {
     pub(crate) close_timeout: Duration,
     pub(crate) sync_timeout: Duration,
     pub(crate) event_capacity: usize,
+    pub(crate) wrpc: bool,
+    pub(crate) json: bool,
+    pub(crate) ping_timeout: Duration,
+    pub(crate) json_max_message_size: usize,
     pub(crate) outbox_limit: Option<usize>,
     pub(crate) max_pending_requests: usize,
     pub(crate) max_request_rate: RequestRate,
@@ -72,7 +80,7 @@ impl Default for Builder {
             client_auth: ClientAuth::Shared(None),
             node_id: None,
             offered: policy.offered,
-            kong_version: policy.kong_version,
+            kong_version: DEFAULT_JSON_CP_VERSION.into(),
             version_gate: policy.version_gate,
             plugins: None,
             metadata_deadline: Duration::from_secs(5),
@@ -86,6 +94,10 @@ impl Default for Builder {
             close_timeout: Duration::from_secs(5),
             sync_timeout: DEFAULT_CALL_TIMEOUT,
             event_capacity: DEFAULT_EVENT_CAPACITY,
+            wrpc: true,
+            json: true,
+            ping_timeout: LIVENESS_TIMEOUT,
+            json_max_message_size: DEFAULT_MAX_FRAME,
             outbox_limit: None,
             max_pending_requests: DEFAULT_MAX_PENDING_REQUESTS,
             max_request_rate: DEFAULT_MAX_REQUEST_RATE,
@@ -136,15 +148,19 @@ impl Builder {
         self
     }
 
-    /// The Kong version this control plane speaks for. Default `3.1.1`, the last Kong
-    /// release that spoke wRPC.
+    /// The Kong version this control plane speaks for: the version gate of both protocols
+    /// compares data planes with it (same major, minor not newer), and wRPC negotiation
+    /// announces it. Default [`DEFAULT_JSON_CP_VERSION`] (`3.9.3`, Kong's newest release),
+    /// so data planes of every 3.x minor up to 3.9 pass, wRPC's 3.0 and 3.1 included.
+    /// Set `2.8.x` to serve Kong 2.x data planes instead.
     pub fn kong_version(mut self, version: impl Into<String>) -> Self {
         self.kong_version = version.into();
         self
     }
 
-    /// Whether a data plane must pass Kong's version gate (same major, minor not newer)
-    /// to negotiate. Default on, as in Kong.
+    /// Whether a data plane must pass Kong's version gate (same major, minor not newer):
+    /// wRPC to negotiate, JSON right after `basic_info` (else it is closed with status
+    /// `kong_version_incompatible`). Default on, as in Kong.
     pub fn version_gate(mut self, on: bool) -> Self {
         self.version_gate = on;
         self
@@ -157,8 +173,9 @@ impl Builder {
         self
     }
 
-    /// How long a data plane has, from its upgrade, to send ReportMetadata; past it the
-    /// connection is closed with 1008 and the reason logged. Default 5 s, Kong's.
+    /// How long a data plane has, from its upgrade, to report its plugins (wRPC
+    /// ReportMetadata; JSON `basic_info`); past it the connection is closed with 1008 and
+    /// the reason logged. Default 5 s, Kong's.
     pub fn metadata_deadline(mut self, deadline: Duration) -> Self {
         self.metadata_deadline = deadline;
         self
@@ -172,10 +189,51 @@ impl Builder {
         self
     }
 
-    /// The largest message sent or accepted. Default 4 MiB, Kong's `cluster_max_payload`.
-    /// [`ControlPlane::set_config`] refuses a config whose SyncConfig message is larger.
+    /// The largest wRPC message sent or accepted. Default 4 MiB, Kong's
+    /// `cluster_max_payload`. With wRPC on, [`ControlPlane::set_config`] refuses a config
+    /// whose SyncConfig message is larger. JSON connections have their own limit
+    /// ([`Builder::json_max_message_size`]).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// Whether wRPC is served at `/v1/wrpc` (Kong 3.0 and 3.1 data planes). Default on.
+    /// With it off, `/v1/wrpc` answers `404`, so Kong 3.0 data planes (which probe
+    /// `HEAD /v1/wrpc`) fall back to `/v1/outlet`; with it on, the probe gets `400` and
+    /// they speak wRPC.
+    pub fn wrpc(mut self, on: bool) -> Self {
+        self.wrpc = on;
+        self
+    }
+
+    /// Whether Kong's JSON protocol is served at `/v1/outlet` (Kong 2.x, 3.0, 3.2 to
+    /// 3.9). Default on. Off: `/v1/outlet` answers `404`. [`Builder::start`] refuses both
+    /// protocols off.
+    pub fn json(mut self, on: bool) -> Self {
+        self.json = on;
+        self
+    }
+
+    /// How long a JSON data plane may stay silent (no ping) before it is closed with 1008.
+    /// Default 45 s, Kong's `PING_WAIT` (1.5 times its 30 s ping interval). Checked by a
+    /// timer task that looks at the last ping when it fires, so a pinging data plane
+    /// costs no timer work per ping.
+    pub fn ping_timeout(mut self, timeout: Duration) -> Self {
+        self.ping_timeout = timeout;
+        self
+    }
+
+    /// The largest frame sent or accepted on a `/v1/outlet` connection. Default 16 MiB,
+    /// Kong's `cluster_max_payload` from 3.4 (a separate setting from
+    /// [`Builder::max_message_size`], whose 4 MiB default is wRPC's). A frame above it
+    /// from a data plane closes the connection with 1009 before it is buffered. Each data
+    /// plane also gets at most the limit of its version (4 MiB below Kong 3.4): a bigger
+    /// `reconfigure` is skipped for it ([`CpEvent::ConfigSkipped`](super::CpEvent)),
+    /// where Kong would send it and have the data plane drop the connection and
+    /// reconnect, forever.
+    pub fn json_max_message_size(mut self, bytes: usize) -> Self {
+        self.json_max_message_size = bytes;
         self
     }
 
@@ -287,9 +345,19 @@ impl Builder {
                 "max_connections_per_node must be at least 1".into(),
             ));
         }
-        if self.metadata_deadline.is_zero() || self.sync_timeout.is_zero() {
+        if self.metadata_deadline.is_zero()
+            || self.sync_timeout.is_zero()
+            || self.ping_timeout.is_zero()
+        {
             return Err(Error::InvalidInput(
-                "metadata_deadline and sync_timeout must be above 0".into(),
+                "metadata_deadline, sync_timeout and ping_timeout must be above 0".into(),
+            ));
+        }
+        if !self.wrpc && !self.json {
+            return Err(Error::InvalidInput(
+                "both protocols are off: turn on wrpc (Kong 3.0/3.1 data planes) or json \
+                 (Kong 2.x, 3.0, 3.2-3.9), or both"
+                    .into(),
             ));
         }
         ControlPlane::start(self)

@@ -8,6 +8,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::services::config::{PluginVersion, SyncConfigError};
 use crate::services::gate::SyncStatus;
+use crate::Protocol;
 
 /// Default number of events kept for a slow reader; past it new events are dropped.
 pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
@@ -30,6 +31,8 @@ pub enum CpEvent {
         node_id: String,
         /// Its address.
         addr: SocketAddr,
+        /// The protocol it speaks.
+        protocol: Protocol,
     },
     /// NegotiateServices was answered.
     Negotiated {
@@ -41,7 +44,8 @@ pub enum CpEvent {
         /// `error_message` sent.
         outcome: Result<Vec<String>, String>,
     },
-    /// ReportMetadata was received and answered `done`.
+    /// The data plane reported its plugins: wRPC ReportMetadata (answered `done`), or a
+    /// JSON `basic_info` that passed the version gate. Pushes start here.
     Metadata {
         /// The connection.
         conn: u64,
@@ -61,7 +65,10 @@ pub enum CpEvent {
         /// The config hash.
         hash: String,
     },
-    /// A push was skipped: the data plane is not compatible (plugin gate).
+    /// A push was skipped and the connection kept: the data plane is not compatible
+    /// (plugin gate: status `plugin_set_incompatible` or `plugin_version_incompatible`),
+    /// or the JSON frame is over the data plane's limit (its status is left as it was:
+    /// Kong has none for this, it resends forever and the data plane reconnects each time).
     ConfigSkipped {
         /// The connection.
         conn: u64,
@@ -96,7 +103,20 @@ pub enum CpEvent {
         /// A summary.
         reason: String,
     },
-    /// PingCP was received.
+    /// A data plane failed the version gate and is being disconnected: on `/v1/outlet`
+    /// right after `basic_info`, as Kong does (status `kong_version_incompatible`). A wRPC
+    /// data plane's gate failure is a [`CpEvent::Negotiated`] error instead.
+    Incompatible {
+        /// The connection.
+        conn: u64,
+        /// The data plane's node id.
+        node_id: String,
+        /// Its status.
+        status: SyncStatus,
+        /// Why.
+        reason: String,
+    },
+    /// A ping was received: wRPC PingCP, or a JSON WebSocket ping.
     Ping {
         /// The connection.
         conn: u64,

@@ -4,11 +4,18 @@
 //! | file | what |
 //! |---|---|
 //! | [`builder`] | the settings and their (Kong) defaults |
-//! | `session` | one connection: its services, from the upgrade to the end |
-//! | `push` | the current config, and pushing it (newest wins, one in flight per DP) |
+//! | `session` | what every connection shares: admission, registration, pings, the end |
+//! | `wrpc` | the wRPC driver (`/v1/wrpc`, Kong 3.0/3.1): negotiation, the config service, SyncConfig |
+//! | `json` | the JSON driver (`/v1/outlet`, Kong 2.x, 3.0, 3.2–3.9): `basic_info`, pings, `reconfigure` |
+//! | `link` | what a driver gives the roles: a connection's channel, and how to push a config to it |
+//! | `push` | the current config, and pushing it (newest wins, one in flight per DP), for any driver |
 //! | [`registry`] | what is known of each connected data plane |
 //! | [`events`] | what happened, on a bounded channel |
 //! | `timer` | one thread for every deadline: ReportMetadata, SyncConfig answers, closes |
+//!
+//! Both protocols are served on one listener by default ([`Builder::wrpc`],
+//! [`Builder::json`]); every data plane shows up in the same registry
+//! ([`NodeInfo::protocol`] says which it speaks) and gets the same config.
 //!
 //! Threads: the listener's accept thread; one thread per connection, which after the
 //! upgrade becomes that connection's reader; a pool of handler workers shared by all
@@ -30,10 +37,14 @@ use crossbeam_channel::Receiver;
 
 pub mod builder;
 pub mod events;
+mod json;
+mod link;
 mod push;
 pub mod registry;
 mod session;
 mod timer;
+mod window;
+mod wrpc;
 
 pub use builder::{Builder, DEFAULT_MAX_REQUEST_RATE};
 pub use events::CpEvent;
@@ -42,9 +53,11 @@ pub use registry::{NodeInfo, PushOutcome, PushRecord};
 use crate::channel::{lock, ChannelConfig};
 use crate::config::{EncodedConfig, Hashes};
 use crate::http::{Listener, ServerConfig};
+use crate::outlet::OUTLET_PATH;
 use crate::services::config::PluginVersion;
 use crate::services::negotiation::NegotiationPolicy;
 use crate::tls::ServerTls;
+use crate::upgrade::{self, Endpoint, WRPC_PATH};
 use crate::wrpc::WorkerPool;
 use crate::Result;
 use events::Events;
@@ -93,6 +106,11 @@ pub(crate) struct Shared {
     pub(crate) metadata_deadline: Duration,
     pub(crate) max_per_node: usize,
     pub(crate) channel: ChannelConfig,
+    /// The channel settings of `/v1/outlet` connections.
+    pub(crate) json_channel: ChannelConfig,
+    pub(crate) wrpc_on: bool,
+    pub(crate) json_on: bool,
+    pub(crate) ping_timeout: Duration,
     pub(crate) sync_timeout: Duration,
     pub(crate) max_pending_requests: usize,
     pub(crate) max_request_rate: crate::wrpc::RequestRate,
@@ -105,6 +123,8 @@ pub(crate) struct Shared {
     pub(crate) next_conn: AtomicU64,
     pub(crate) handler_pool: Arc<WorkerPool>,
     pub(crate) push_pool: Arc<WorkerPool>,
+    /// How many pushes are on the wire at once.
+    pub(crate) window: window::Window,
     pub(crate) timer: Mutex<Option<Timer>>,
     pub(crate) stopping: AtomicBool,
 }
@@ -135,7 +155,20 @@ impl ControlPlane {
                 write_timeout: b.write_timeout,
                 close_timeout: b.close_timeout,
                 label: String::new(),
+                ..ChannelConfig::default()
             },
+            json_channel: ChannelConfig {
+                max_message_size: b.json_max_message_size,
+                outbox_limit: b.outbox_limit.unwrap_or(2 * b.json_max_message_size),
+                write_timeout: b.write_timeout,
+                close_timeout: b.close_timeout,
+                label: String::new(),
+                // Kong's nodes take every message as one frame.
+                fragments: false,
+            },
+            wrpc_on: b.wrpc,
+            json_on: b.json,
+            ping_timeout: b.ping_timeout,
             sync_timeout: b.sync_timeout,
             max_pending_requests: b.max_pending_requests,
             max_request_rate: b.max_request_rate,
@@ -146,17 +179,27 @@ impl ControlPlane {
             next_conn: AtomicU64::new(1),
             handler_pool: Arc::new(WorkerPool::new("cp-worker", b.worker_threads, 4096)?),
             push_pool: Arc::new(WorkerPool::new("cp-push", b.push_threads, 65536)?),
+            window: window::Window::new(window::PUSH_WINDOW),
             timer: Mutex::new(None),
             stopping: AtomicBool::new(false),
         });
         *lock(&shared.timer) = Some(Timer::start("cp-timer")?);
         let mut config = ServerConfig::new(node_id);
         config.limits = b.http_limits;
-        config.handlers = b.http_handlers;
+        for (path, handler) in b.http_handlers {
+            config = config.with_handler(path, handler);
+        }
         config.write_timeout = b.write_timeout;
         config.max_handshakes = b.max_handshakes;
-        let handler = Arc::new(session::Handler::new(&shared));
-        let listener = match Listener::bind(b.listen.as_str(), tls, config, handler) {
+        if b.wrpc {
+            let handler = Arc::new(wrpc::Handler::new(&shared));
+            config = config.with_route(WRPC_PATH, upgrade::route(Endpoint::wrpc(), handler));
+        }
+        if b.json {
+            let handler = Arc::new(json::Handler::new(&shared));
+            config = config.with_route(OUTLET_PATH, upgrade::route(Endpoint::outlet(), handler));
+        }
+        let listener = match Listener::bind(b.listen.as_str(), tls, config) {
             Ok(l) => l,
             Err(e) => {
                 shared.stop_threads();
@@ -186,15 +229,35 @@ impl ControlPlane {
     /// it to every connected data plane that has reported its metadata. Returns its
     /// version: 1 for the first config, then 2, 3, ...
     ///
-    /// The config is checked, hashed (Kong's hash) and gzipped once; every data plane gets
-    /// the same bytes. A config whose SyncConfig message would be over the max message
-    /// size is refused here, before anything is sent, and the current config stays.
+    /// The config is checked, hashed (Kong's hash) and gzipped once per protocol; every
+    /// data plane of a protocol gets the same bytes (the JSON `reconfigure` frame is built
+    /// by the first push to a JSON data plane). With wRPC on, a config whose SyncConfig
+    /// message would be over the max message size is refused here, before anything is
+    /// sent, and the current config stays. A JSON data plane whose frame limit the
+    /// gzipped `reconfigure` passes (4 MiB below Kong 3.4, 16 MiB from 3.4) is skipped
+    /// with [`CpEvent::ConfigSkipped`] and stays connected.
+    ///
+    /// No compatibility layer is applied: every data plane gets the config as given, so
+    /// it must be one the oldest connected data plane understands (Kong's control plane
+    /// rewrites it per data plane version; this one does not yet).
     /// Returns at once: pushes run on the push workers (watch [`ControlPlane::events`] or
     /// [`ControlPlane::nodes`] for their outcome). A data plane busy with an older push
     /// gets only the newest config once that push ends.
     pub fn set_config(&self, config: serde_json::Value) -> Result<u64> {
         let encoded = EncodedConfig::new(&config)?;
-        let version = push::store(&self.shared, encoded)?;
+        // EncodedConfig checked it is an object; serializing a Value cannot fail.
+        let json = self
+            .shared
+            .json_on
+            .then(|| serde_json::to_vec(&config).unwrap_or_default());
+        drop(config);
+        let shared = &self.shared;
+        let version = push::store(shared, encoded, json, |version, encoded| {
+            shared
+                .wrpc_on
+                .then(|| wrpc::sync_request(shared, version, encoded))
+                .transpose()
+        })?;
         push::push_all(&self.shared);
         Ok(version)
     }
@@ -245,7 +308,10 @@ impl Drop for ControlPlane {
 
 impl Shared {
     fn stop_threads(&self) {
-        if let Some(mut timer) = lock(&self.timer).take() {
+        // Take the timer out before joining it: a task that is running may schedule
+        // another (Shared::at), which takes this lock.
+        let timer = lock(&self.timer).take();
+        if let Some(mut timer) = timer {
             timer.stop();
         }
         self.push_pool.shutdown();
@@ -272,16 +338,16 @@ impl Shared {
     /// Queues the close frame of connection `conn` and, if it has not ended by the close
     /// timeout, shuts its socket down. Never waits.
     pub(crate) fn close_conn(self: &Arc<Self>, conn: u64, code: u16, reason: &str) {
-        let Some(peer) = self.registry.update(conn, |e| e.peer.clone()) else {
+        let Some(link) = self.registry.update(conn, |e| e.link.clone()) else {
             return;
         };
-        peer.channel().start_close(code, reason);
-        let at = Instant::now() + self.channel.close_timeout;
+        link.channel().start_close(code, reason);
+        let at = Instant::now() + link.channel().close_timeout();
         self.at(at, move |shared| {
-            let still = shared.registry.update(conn, |e| e.peer.clone());
-            if let Some(peer) = still {
+            let still = shared.registry.update(conn, |e| e.link.clone());
+            if let Some(link) = still {
                 log::debug!("connection {conn}: no close reply in time; shutting it down");
-                peer.channel().abort();
+                link.channel().abort();
             }
         });
     }
@@ -291,17 +357,17 @@ impl Shared {
 /// close frame is queued first, then all get one close timeout to answer, then the rest
 /// are shut down.
 fn close_all(shared: &Shared) {
-    let peers = shared.registry.peers();
-    for peer in &peers {
-        peer.channel().start_close(
+    let links = shared.registry.links();
+    for link in &links {
+        link.channel().start_close(
             crate::channel::close_code::NORMAL,
             "control plane shutting down",
         );
     }
     let deadline = Instant::now() + shared.channel.close_timeout;
-    for peer in &peers {
-        if !peer.channel().wait_deadline(deadline) {
-            peer.channel().abort();
+    for link in &links {
+        if !link.channel().wait_deadline(deadline) {
+            link.channel().abort();
         }
     }
 }

@@ -1,88 +1,75 @@
-//! The current config and its pushes.
+//! The current config and its pushes, whatever protocol a data plane speaks.
 //!
 //! Per connection at most one push is in flight. A push step, on a push worker, takes the
-//! newest config, stops if the data plane already has it, checks the plugin gate, and
-//! queues the SyncConfig request on the connection; it returns at once, waiting neither
-//! for the data plane to read nor to answer. The answer (on that connection's reader
-//! thread) or its deadline (on the timer thread) completes the push and records the
-//! outcome, and then the next step runs, which pushes again only if a newer config has
-//! arrived meanwhile. A config superseded while a push was in flight is never sent, and
-//! data planes that never answer hold no thread: only their deadline, after which they
-//! are disconnected.
+//! newest config, stops if the data plane already has it, checks the plugin gate (the same
+//! for every protocol), asks the connection's driver (its [`Link`]) whether the config can
+//! go now, and has the driver queue it; it returns at once, waiting neither for the data
+//! plane to read nor to answer. How the push completes is the protocol's:
+//!
+//! - wRPC answers SyncConfig: the answer (on that connection's reader thread) or its
+//!   deadline (on the timer thread) completes the push with `Accepted`, `Rejected` or
+//!   `Failed` ([`finish`]);
+//! - Kong's JSON protocol has no answer: the push completes as `Sent` once the frame is
+//!   queued, and becomes `Accepted` when a later ping reports its hash. To keep "one in
+//!   flight", the driver does not queue a new config while the connection still holds
+//!   bytes of the previous one: the push is put off, and the data plane's next ping
+//!   schedules it again.
+//!
+//! Then the next step runs, which pushes again only if a newer config has arrived
+//! meanwhile. A config superseded while a push was in flight is never sent, and data
+//! planes that never answer hold no thread.
+//!
+//! A new protocol adds a driver that implements [`Link`] (and, if it encodes configs its
+//! own way, one lazily built encoding in [`CurrentConfig`]); nothing here changes.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use prost::encoding::{encoded_len_varint, int32, key_len};
-use prost::Message;
-
 use super::events::CpEvent;
+pub(crate) use super::link::{Link, Ready, Sent};
 use super::registry::{PushOutcome, PushRecord};
+use super::window::SLOT_TIMEOUT;
 use super::Shared;
 use crate::channel::lock;
 use crate::config::{EncodedConfig, Hashes};
-use crate::services::config::{SyncConfigRequest, SyncConfigResponse};
+use crate::outlet::EncodedReconfigure;
 use crate::services::gate::{plugin_gate, SyncStatus};
-use crate::services::SyncConfig;
-use crate::wrpc::envelope::PayloadV1;
-use crate::wrpc::pending::Answer;
-use crate::wrpc::{Rpc, WrpcError};
-use crate::{Error, Result};
+use crate::Result;
 
-/// A config ready to push: its version and the encoded SyncConfig request, made once.
+/// A config ready to push: its version, hashes and each protocol's encoding, made once
+/// for every data plane.
 pub(crate) struct CurrentConfig {
     pub(crate) version: u64,
     pub(crate) hashes: Hashes,
-    /// The encoded [`SyncConfigRequest`], the same bytes for every data plane.
-    pub(crate) body: Arc<[u8]>,
+    /// wRPC: the encoded SyncConfig request, the same bytes for every data plane (`None`
+    /// when wRPC is off).
+    pub(crate) wrpc: Option<Arc<[u8]>>,
+    /// JSON: the config's JSON text, until the `reconfigure` frame is built from it
+    /// (`None` when the JSON protocol is off, or once built).
+    pub(crate) json_source: Mutex<Option<Vec<u8>>>,
+    /// JSON: the `reconfigure` frame, built by the first push to a JSON data plane.
+    pub(crate) json: OnceLock<Option<EncodedReconfigure>>,
 }
 
-/// The size of the whole WebSocket message carrying a SyncConfig request body of
-/// `body_len` bytes, with seq and deadline at their widest (computed, nothing copied).
-pub(crate) fn envelope_size(body_len: usize) -> usize {
-    let empty = PayloadV1::request(
-        SyncConfig::SERVICE_ID,
-        SyncConfig::RPC_ID,
-        u32::MAX,
-        u32::MAX,
-        Vec::new(),
-    );
-    // The empty element is its key and a one-byte length; the real one has a longer
-    // length and the body.
-    let inner = empty.encoded_len() - 1 + encoded_len_varint(body_len as u64) + body_len;
-    int32::encoded_len(1, &1) + key_len(2) + encoded_len_varint(inner as u64) + inner
-}
-
-/// Assigns the next version to `encoded` and makes it the current config, unless its
-/// message is over the max message size.
-pub(crate) fn store(shared: &Shared, encoded: EncodedConfig) -> Result<u64> {
+/// Assigns the next version to `encoded` and makes it the current config, unless
+/// `wrpc` (the wRPC driver's encoding of a version, `None` when wRPC is off) refuses it.
+/// `json` is the config's JSON text when the JSON protocol is on.
+pub(crate) fn store(
+    shared: &Shared,
+    encoded: EncodedConfig,
+    json: Option<Vec<u8>>,
+    wrpc: impl FnOnce(u64, &EncodedConfig) -> Result<Option<Arc<[u8]>>>,
+) -> Result<u64> {
     let mut last = lock(&shared.last_version);
     let version = *last + 1;
-    let req = SyncConfigRequest {
-        config: encoded.gzipped.to_vec(),
-        version,
-        config_hash: encoded.hashes.config.clone(),
-        hashes: Some(encoded.hashes.to_granular()),
-    };
-    let body: Arc<[u8]> = req.encode_to_vec().into();
-    drop(req);
-    let size = envelope_size(body.len());
-    let max = shared.channel.max_message_size;
-    if size > max {
-        return Err(Error::InvalidInput(format!(
-            "the config's SyncConfig message would be {size} bytes (gzipped config {} bytes, \
-             JSON {} bytes), over the max message size of {max} bytes; nothing was sent. \
-             Make the config smaller, or raise max_message_size here and \
-             cluster_max_payload on the data planes",
-            encoded.gzipped.len(),
-            encoded.json_len
-        )));
-    }
+    let wrpc = wrpc(version, &encoded)?;
     *last = version;
     *lock(&shared.current) = Some(Arc::new(CurrentConfig {
         version,
         hashes: encoded.hashes,
-        body,
+        wrpc,
+        json_source: Mutex::new(json),
+        json: OnceLock::new(),
     }));
     drop(last);
     log::info!("config version {version} set");
@@ -103,6 +90,7 @@ pub(crate) fn schedule(shared: &Arc<Shared>, conn: u64) {
             return false;
         }
         e.pushing = true;
+        e.deferred = false;
         true
     });
     if start == Some(true) {
@@ -112,11 +100,65 @@ pub(crate) fn schedule(shared: &Arc<Shared>, conn: u64) {
 
 /// Queues the next push step of `conn` (whose `pushing` is set) on the push workers.
 fn submit(shared: &Arc<Shared>, conn: u64) {
+    submit_step(shared, conn, None);
+}
+
+/// Queues a push step; `place` is its place in the fan-out window, when it has one.
+fn submit_step(shared: &Arc<Shared>, conn: u64, place: Option<Place>) {
     let job_shared = shared.clone();
-    let job = Box::new(move || run(&job_shared, conn));
+    let job = Box::new(move || run(&job_shared, conn, place));
     if shared.push_pool.try_submit(job).is_err() {
+        // The job, and with it the place, is dropped: the place goes to the next in line.
         log::warn!("push queue full or stopped; connection {conn} is not pushed to now");
         shared.registry.update(conn, |e| e.pushing = false);
+    }
+}
+
+/// A push's place in the fan-out window ([`Window`](super::window::Window)), given back
+/// once: when the message has been written, after [`SLOT_TIMEOUT`], or when the step ends
+/// without sending. The next connection in line then gets it.
+struct Place {
+    shared: std::sync::Weak<Shared>,
+    given_back: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Place {
+    fn new(shared: &Arc<Shared>) -> Place {
+        Place {
+            shared: Arc::downgrade(shared),
+            given_back: Arc::default(),
+        }
+    }
+
+    /// A handle that gives the place back later, from another thread.
+    fn share(&self) -> Place {
+        Place {
+            shared: self.shared.clone(),
+            given_back: self.given_back.clone(),
+        }
+    }
+
+    fn give_back(&self) {
+        if self
+            .given_back
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        if let Some(shared) = self.shared.upgrade() {
+            if let Some(next) = shared.window.leave() {
+                submit_step(&shared, next, Some(Place::new(&shared)));
+            }
+        }
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        // The last handle of a place never given back (a step that ended early).
+        if Arc::strong_count(&self.given_back) == 1 {
+            self.give_back();
+        }
     }
 }
 
@@ -124,11 +166,12 @@ fn submit(shared: &Arc<Shared>, conn: u64) {
 enum Step {
     Done,
     Skip(String, SyncStatus, String, u64),
-    Push(crate::wrpc::Peer, String, Arc<CurrentConfig>),
+    Push(Arc<dyn Link>, String, Arc<CurrentConfig>),
 }
 
-/// One push step: decide, and queue the SyncConfig request; never waits.
-fn run(shared: &Arc<Shared>, conn: u64) {
+/// One push step: decide, take a place in the fan-out window (or wait in line for one),
+/// and have the driver queue the config; never waits.
+fn run(shared: &Arc<Shared>, conn: u64, place: Option<Place>) {
     // Read the current config under the registry lock: set_config stores it before
     // taking this lock to schedule, so a newer config is never missed.
     let step = shared.registry.update(conn, |e| {
@@ -156,29 +199,55 @@ fn run(shared: &Arc<Shared>, conn: u64) {
         }
         e.info.sync_status = SyncStatus::Normal;
         e.info.status_reason = None;
-        e.info.last_push = Some(PushRecord {
-            version: current.version,
-            hash: current.hashes.config.clone(),
-            outcome: PushOutcome::InFlight,
-        });
-        Step::Push(e.peer.clone(), e.info.node_id.clone(), current)
+        Step::Push(e.link.clone(), e.info.node_id.clone(), current)
     });
-    let (peer, node_id, current) = match step {
+    let (link, node_id, current) = match step {
         None | Some(Step::Done) => return,
         Some(Step::Skip(node_id, status, reason, version)) => {
-            log::warn!("not pushing config {version} to {node_id} (connection {conn}): {reason}");
-            shared.events.emit(CpEvent::ConfigSkipped {
-                conn,
-                node_id,
-                version,
-                status,
-                reason,
+            return skipped(shared, conn, node_id, version, status, reason)
+        }
+        Some(Step::Push(link, node_id, current)) => (link, node_id, current),
+    };
+    let version = current.version;
+    match link.prepare(&current) {
+        Ready::Now => {}
+        Ready::Skip(status, reason) => {
+            let status = shared.registry.update(conn, |e| {
+                e.pushing = false;
+                if let Some(status) = status {
+                    e.info.sync_status = status;
+                    e.info.status_reason = Some(reason.clone());
+                }
+                e.info.sync_status
+            });
+            let status = status.unwrap_or(SyncStatus::Unknown);
+            return skipped(shared, conn, node_id, version, status, reason);
+        }
+        Ready::Later(why) => {
+            log::debug!("config {version} to {node_id} (connection {conn}) put off: {why}");
+            shared.registry.update(conn, |e| {
+                e.pushing = false;
+                e.deferred = true;
             });
             return;
         }
-        Some(Step::Push(peer, node_id, current)) => (peer, node_id, current),
+    }
+    let place = match place {
+        Some(place) => place,
+        None if shared.window.enter(conn) => Place::new(shared),
+        // In line: the place comes with a new step, which decides afresh.
+        None => return,
     };
-    let version = current.version;
+    let recorded = shared.registry.update(conn, |e| {
+        e.info.last_push = Some(PushRecord {
+            version,
+            hash: current.hashes.config.clone(),
+            outcome: PushOutcome::InFlight,
+        });
+    });
+    if recorded.is_none() {
+        return;
+    }
     shared.events.emit(CpEvent::ConfigPushed {
         conn,
         node_id: node_id.clone(),
@@ -186,93 +255,69 @@ fn run(shared: &Arc<Shared>, conn: u64) {
         hash: current.hashes.config.clone(),
     });
     log::debug!("pushing config {version} to {node_id} (connection {conn})");
-    let weak = Arc::downgrade(shared);
-    let node = node_id.clone();
-    let sent = peer.call_async(
-        SyncConfig::SERVICE_ID,
-        SyncConfig::RPC_ID,
-        current.body.clone(),
-        shared.sync_timeout,
-        None,
-        move |answer| {
-            if let Some(shared) = weak.upgrade() {
-                complete(&shared, conn, &node, version, answer);
-            }
-        },
-    );
-    match sent {
-        // The deadline covers sending and answering: it starts as the request is queued.
-        Ok(seq) => shared.at(Instant::now() + shared.sync_timeout, move |shared| {
-            if let Some(peer) = shared.registry.update(conn, |e| e.peer.clone()) {
-                peer.expire(seq, SyncConfig::NAME);
-            }
-        }),
-        Err(e) => complete(shared, conn, &node_id, version, Err(e)),
-    }
-}
-
-/// A push's answer came, or it failed: record the outcome, then take the next step (a
-/// newer config may be waiting). Runs where the answer lands: keep it quick.
-fn complete(shared: &Arc<Shared>, conn: u64, node_id: &str, version: u64, answer: Answer) {
-    let answer = answer.and_then(|bytes| {
-        SyncConfigResponse::decode(&bytes[..]).map_err(|e| WrpcError::Decode {
-            name: SyncConfig::NAME.into(),
-            message: e.to_string(),
-        })
-    });
-    let node_id = node_id.to_string();
-    let (outcome, event) = match answer {
-        Ok(resp) if resp.accepted => (
-            PushOutcome::Accepted,
-            CpEvent::ConfigAcked {
+    let written = place.share();
+    let on_written: crate::channel::Written = Box::new(move |_| written.give_back());
+    let slow = place.share();
+    shared.at(Instant::now() + SLOT_TIMEOUT, move |_| slow.give_back());
+    match link.send(shared, conn, &node_id, &current, on_written) {
+        Ok(Sent::Awaiting) => {}
+        Ok(Sent::Queued) => finish(shared, conn, version, PushOutcome::Sent, None),
+        Err(reason) => {
+            place.give_back();
+            log::info!("push of config {version} to {node_id} failed: {reason}");
+            let event = CpEvent::ConfigRejected {
                 conn,
                 node_id,
                 version,
-            },
-        ),
-        Ok(resp) => {
-            let reason = format!("refused with {} error(s)", resp.errors.len());
-            (
-                PushOutcome::Rejected(resp.errors.clone()),
-                CpEvent::ConfigRejected {
-                    conn,
-                    node_id,
-                    version,
-                    errors: resp.errors,
-                    reason,
-                },
-            )
+                errors: Vec::new(),
+                reason: reason.clone(),
+            };
+            finish(
+                shared,
+                conn,
+                version,
+                PushOutcome::Failed(reason),
+                Some(event),
+            );
         }
-        Err(e) => {
-            let reason = e.to_string();
-            if matches!(e, WrpcError::Timeout { .. }) {
-                log::warn!(
-                    "{node_id} (connection {conn}) did not answer SyncConfig {version} \
-                     in {:?}; disconnecting it",
-                    shared.sync_timeout
-                );
-                if let Some(peer) = shared.registry.update(conn, |e| e.peer.clone()) {
-                    peer.channel().abort();
-                }
-            } else {
-                log::info!("push of config {version} to {node_id} failed: {reason}");
-            }
-            (
-                PushOutcome::Failed(reason.clone()),
-                CpEvent::ConfigRejected {
-                    conn,
-                    node_id,
-                    version,
-                    errors: Vec::new(),
-                    reason,
-                },
-            )
-        }
-    };
+    }
+}
+
+/// A config not sent to `conn`: logged and reported; the connection stays.
+fn skipped(
+    shared: &Shared,
+    conn: u64,
+    node_id: String,
+    version: u64,
+    status: SyncStatus,
+    reason: String,
+) {
+    log::warn!("not pushing config {version} to {node_id} (connection {conn}): {reason}");
+    shared.events.emit(CpEvent::ConfigSkipped {
+        conn,
+        node_id,
+        version,
+        status,
+        reason,
+    });
+}
+
+/// A push of `version` to `conn` is complete: record its outcome, emit `event`, then take
+/// the next step (a newer config may be waiting), unless it failed. Runs where the
+/// completion lands (a reader, the timer, a push worker): quick, never waits.
+pub(crate) fn finish(
+    shared: &Arc<Shared>,
+    conn: u64,
+    version: u64,
+    outcome: PushOutcome,
+    event: Option<CpEvent>,
+) {
     let failed = matches!(outcome, PushOutcome::Failed(_));
     shared.registry.update(conn, |e| {
         if let Some(p) = e.info.last_push.as_mut() {
-            if p.version == version {
+            // A ping may have reported the hash before the send returned.
+            let acked = p.outcome == PushOutcome::Accepted && outcome == PushOutcome::Sent;
+            if p.version == version && !acked {
                 p.outcome = outcome;
             }
         }
@@ -280,22 +325,10 @@ fn complete(shared: &Arc<Shared>, conn: u64, node_id: &str, version: u64, answer
             e.pushing = false;
         }
     });
-    shared.events.emit(event);
+    if let Some(event) = event {
+        shared.events.emit(event);
+    }
     if !failed {
         submit(shared, conn);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn envelope_size_is_the_encoded_length() {
-        for n in [0, 1, 127, 128, 300, 16_383, 16_384, 200_000, 3_000_000] {
-            let msg = PayloadV1::request(1, 2, u32::MAX, u32::MAX, vec![7u8; n]);
-            let real = crate::wrpc::envelope::encode_envelope(&msg).len();
-            assert_eq!(envelope_size(n), real, "body of {n} bytes");
-        }
     }
 }

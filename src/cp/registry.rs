@@ -1,14 +1,15 @@
 //! The registry of connected data planes: what each one said, what was pushed to it and
 //! how it answered. One entry per connection (a data plane may hold several).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
 
+use super::link::Link;
 use crate::services::config::{PluginVersion, SyncConfigError};
 use crate::services::gate::SyncStatus;
-use crate::wrpc::Peer;
+use crate::Protocol;
 
 /// A snapshot of one connected data plane, as [`ControlPlane::nodes`](super::ControlPlane::nodes)
 /// returns it.
@@ -23,19 +24,25 @@ pub struct NodeInfo {
     pub hostname: String,
     /// Its Kong version.
     pub version: String,
+    /// The protocol it speaks: wRPC (`/v1/wrpc`) or Kong's JSON protocol (`/v1/outlet`).
+    pub protocol: Protocol,
     /// Its address.
     pub address: SocketAddr,
     /// When the upgrade completed.
     pub connected_since: SystemTime,
-    /// When its last PingCP came, if any.
+    /// When its last ping came (wRPC: PingCP; JSON: a WebSocket ping), if any.
     pub last_seen: Option<SystemTime>,
-    /// Whether NegotiateServices succeeded (the config service is served from then on).
+    /// wRPC: whether NegotiateServices succeeded (the config service is served from then
+    /// on). JSON: whether `basic_info` passed the version gate.
     pub negotiated: bool,
-    /// Whether ReportMetadata came (configs are pushed from then on).
+    /// Whether it reported its plugins (wRPC: ReportMetadata; JSON: `basic_info`, once it
+    /// passed the version gate): configs are pushed from then on.
     pub metadata_reported: bool,
     /// The plugins it reported.
     pub plugins: Vec<PluginVersion>,
-    /// The hash it reported in its last PingCP.
+    /// Its labels (JSON `basic_info.labels`, Kong 3.3+); empty when none were sent.
+    pub labels: BTreeMap<String, String>,
+    /// The hash it reported in its last ping (an empty JSON ping counts as 32 zeros).
     pub reported_hash: Option<String>,
     /// The last config push and its outcome.
     pub last_push: Option<PushRecord>,
@@ -61,9 +68,12 @@ pub struct PushRecord {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum PushOutcome {
-    /// Sent, no answer yet.
+    /// Being sent: wRPC, no answer yet; JSON, not yet queued on the connection.
     InFlight,
-    /// The data plane answered `accepted`.
+    /// JSON only (the protocol has no answer): the frame was queued on the connection.
+    /// It becomes [`PushOutcome::Accepted`] when a later ping reports its hash.
+    Sent,
+    /// wRPC: the data plane answered `accepted`. JSON: a ping reported the pushed hash.
     Accepted,
     /// The data plane refused it, with its errors.
     Rejected(Vec<SyncConfigError>),
@@ -74,9 +84,29 @@ pub enum PushOutcome {
 /// A connection's entry: its public info and what the control plane needs to reach it.
 pub(crate) struct Entry {
     pub(crate) info: NodeInfo,
-    pub(crate) peer: Peer,
+    /// The connection's protocol driver: its channel, and how to push a config.
+    pub(crate) link: Arc<dyn Link>,
     /// A push job runs for this connection (at most one at a time).
     pub(crate) pushing: bool,
+    /// A push was put off (the connection still held the previous one): the data plane's
+    /// next ping schedules it again.
+    pub(crate) deferred: bool,
+    /// When the data plane last showed it is alive (connected, or pinged): the ping
+    /// timeout counts from it.
+    pub(crate) alive: Instant,
+}
+
+impl Entry {
+    /// A new connection's entry: nothing reported yet.
+    pub(crate) fn new(info: NodeInfo, link: Arc<dyn Link>) -> Entry {
+        Entry {
+            info,
+            link,
+            pushing: false,
+            deferred: false,
+            alive: Instant::now(),
+        }
+    }
 }
 
 /// Every connected data plane, by connection id.
@@ -181,12 +211,12 @@ impl Registry {
         nodes
     }
 
-    /// Every connection's peer.
-    pub(crate) fn peers(&self) -> Vec<Peer> {
+    /// Every connection's link.
+    pub(crate) fn links(&self) -> Vec<Arc<dyn Link>> {
         self.lock()
             .entries
             .values()
-            .map(|e| e.peer.clone())
+            .map(|e| e.link.clone())
             .collect()
     }
 

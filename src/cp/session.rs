@@ -1,65 +1,34 @@
-//! One data plane connection, from the upgrade to its end.
-//!
-//! The connection's thread (handed over by the listener) becomes its reader. The
-//! connection serves only NegotiateServices at first; a successful negotiation adds the
-//! config service (before it, a config call gets INVALID_SERVICE, as from Kong's Go CP).
-//! SyncConfig is declared but has no handler here: a data plane calling it gets
-//! INVALID_RPC.
+//! What every data plane connection shares, whatever protocol it speaks: admission (the
+//! per-node cap), registration and its events, the deadline for the first report, pings
+//! and their bookkeeping, and the end. The drivers ([`super::wrpc`], [`super::json`])
+//! call these and only turn them into messages.
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use super::events::CpEvent;
-use super::registry::{Entry, NodeInfo};
-use super::{push, Shared, CLOSE_POLICY};
-use crate::channel::{Channel, Role};
-use crate::http::{UpgradeHandler, Upgraded};
-use crate::services::config::report_metadata_response::Response as MetadataAnswer;
-use crate::services::config::{
-    Capability, GetCapabilitiesResponse, PingCPResponse, ReportMetadataResponse,
-};
+use super::push::{self, Link};
+use super::registry::{Entry, NodeInfo, PushOutcome};
+use super::{Shared, CLOSE_POLICY};
+use crate::channel::Ended;
 use crate::services::gate::SyncStatus;
-use crate::services::negotiation::CONFIG_SERVICE_NAME;
-use crate::services::{ConfigService, GetCapabilities, NegotiateServices, PingCP, ReportMetadata};
-use crate::upgrade::{Rejection, UpgradeRequest};
-use crate::wrpc::{HandlerError, Peer, PeerConfig, Services};
+use crate::upgrade::{NodeIdentity, Rejection, UpgradeRequest};
+use crate::Protocol;
 
-/// The control plane's [`UpgradeHandler`].
-pub(crate) struct Handler {
-    shared: Weak<Shared>,
-}
-
-impl Handler {
-    pub(crate) fn new(shared: &Arc<Shared>) -> Handler {
-        Handler {
-            shared: Arc::downgrade(shared),
-        }
+/// The admission check of every upgrade: the node's connection cap (`429` past it).
+pub(crate) fn admit(shared: &Shared, req: &UpgradeRequest) -> Result<(), Rejection> {
+    let held = shared.registry.count_node(&req.node.node_id);
+    if held >= shared.max_per_node {
+        log::warn!(
+            "refusing node {}: it already holds {held} connections (the cap is {})",
+            req.node.node_id,
+            shared.max_per_node
+        );
+        return Err(too_many(&req.node.node_id, held, shared.max_per_node));
     }
-}
-
-impl UpgradeHandler for Handler {
-    fn admit(&self, req: &UpgradeRequest) -> Result<(), Rejection> {
-        let Some(shared) = self.shared.upgrade() else {
-            return Err(Rejection::new(503, "the control plane is shutting down"));
-        };
-        let held = shared.registry.count_node(&req.node.node_id);
-        if held >= shared.max_per_node {
-            log::warn!(
-                "refusing node {}: it already holds {held} connections (the cap is {})",
-                req.node.node_id,
-                shared.max_per_node
-            );
-            return Err(too_many(&req.node.node_id, held, shared.max_per_node));
-        }
-        Ok(())
-    }
-
-    fn upgraded(&self, up: Upgraded) {
-        if let Some(shared) = self.shared.upgrade() {
-            run(&shared, up);
-        }
-    }
+    Ok(())
 }
 
 fn too_many(node_id: &str, held: usize, cap: usize) -> Rejection {
@@ -73,243 +42,142 @@ fn too_many(node_id: &str, held: usize, cap: usize) -> Rejection {
     .with_header("Retry-After", "5")
 }
 
-/// Serves one connection on this thread until it ends.
-fn run(shared: &Arc<Shared>, up: Upgraded) {
-    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    let node = up.node;
-    let mut cfg = shared.channel.clone();
-    cfg.label = format!("dp {} {} #{conn}", node.node_id, up.peer_addr);
-    let (channel, reader) = match Channel::new(up.session, up.sock, up.leftover, Role::Server, cfg)
+/// The control plane's answer when it is going away.
+pub(crate) fn shutting_down() -> Rejection {
+    Rejection::new(503, "the control plane is shutting down")
+}
+
+/// Registers connection `conn` of `node` with its `link`, emits `DpConnected`, and starts
+/// the deadline for its first report (`what`, e.g. `ReportMetadata`). False (and the
+/// connection torn down) when the node is over its cap: several connections of one node
+/// passed admit at once.
+pub(crate) fn register(
+    shared: &Arc<Shared>,
+    conn: u64,
+    node: &NodeIdentity,
+    addr: SocketAddr,
+    protocol: Protocol,
+    link: Arc<dyn Link>,
+    what: &'static str,
+) -> bool {
+    let info = NodeInfo {
+        conn,
+        node_id: node.node_id.clone(),
+        hostname: node.hostname.clone(),
+        version: node.version.clone(),
+        protocol,
+        address: addr,
+        connected_since: SystemTime::now(),
+        last_seen: None,
+        negotiated: false,
+        metadata_reported: false,
+        plugins: Vec::new(),
+        labels: Default::default(),
+        reported_hash: None,
+        last_push: None,
+        sync_status: SyncStatus::Unknown,
+        status_reason: None,
+    };
+    if let Err(entry) = shared
+        .registry
+        .insert(Entry::new(info, link.clone()), shared.max_per_node)
     {
-        Ok(pair) => pair,
-        Err(e) => {
-            log::warn!("connection from {} failed: {e}", up.peer_addr);
-            return;
-        }
-    };
-    let services = Services::new();
-    let peer = Peer::new(
-        channel,
-        services.clone(),
-        shared.handler_pool.clone(),
-        PeerConfig {
-            call_timeout: shared.sync_timeout,
-            max_pending_requests: shared.max_pending_requests,
-            max_request_rate: Some(shared.max_request_rate),
-        },
-    );
-    let weak = Arc::downgrade(shared);
-    services.handle::<NegotiateServices, _>(move |ctx, req| {
-        let shared = weak
-            .upgrade()
-            .ok_or_else(|| HandlerError::new("shutting down"))?;
-        Ok(negotiate(&shared, conn, &ctx.peer, req))
-    });
-    let entry = Entry {
-        info: NodeInfo {
-            conn,
-            node_id: node.node_id.clone(),
-            hostname: node.hostname.clone(),
-            version: node.version.clone(),
-            address: up.peer_addr,
-            connected_since: SystemTime::now(),
-            last_seen: None,
-            negotiated: false,
-            metadata_reported: false,
-            plugins: Vec::new(),
-            reported_hash: None,
-            last_push: None,
-            sync_status: SyncStatus::Unknown,
-            status_reason: None,
-        },
-        peer: peer.clone(),
-        pushing: false,
-    };
-    if let Err(entry) = shared.registry.insert(entry, shared.max_per_node) {
-        // Several connections of one node passed admit at once; the cap still holds.
         let rej = too_many(&node.node_id, shared.max_per_node, shared.max_per_node);
         log::warn!("closing {}: {}", entry.info.address, rej.reason);
-        drop(reader);
-        peer.channel().abort();
-        return;
+        link.channel().abort();
+        return false;
     }
     shared.events.emit(CpEvent::DpConnected {
         conn,
         node_id: node.node_id.clone(),
-        addr: up.peer_addr,
+        addr,
+        protocol,
     });
     log::info!(
-        "data plane {} ({}, {}) connected from {} as connection {conn}",
+        "data plane {} ({}, {}) connected from {addr} over {protocol} as connection {conn}",
         node.node_id,
         node.hostname,
         node.version,
-        up.peer_addr
     );
     if shared.stopping.load(Ordering::SeqCst) {
         // Registered after shutdown collected the connections to close: close it the same
-        // way; this thread, about to read, waits at most the close timeout for the reply.
-        peer.channel().start_close(
+        // way; its reader waits at most the close timeout for the reply.
+        link.channel().start_close(
             crate::channel::close_code::NORMAL,
             "control plane shutting down",
         );
     } else {
-        let at = std::time::Instant::now() + shared.metadata_deadline;
-        shared.at(at, move |shared| metadata_deadline_passed(shared, conn));
+        let at = Instant::now() + shared.metadata_deadline;
+        shared.at(at, move |shared| first_report_late(shared, conn, what));
     }
-    let ended = peer.serve(reader);
-    shared.registry.remove(conn);
-    log::info!(
-        "data plane {} (connection {conn}) disconnected: {ended}",
-        node.node_id
-    );
-    shared.events.emit(CpEvent::DpDisconnected {
-        conn,
-        node_id: node.node_id,
-        reason: ended.to_string(),
-    });
+    true
 }
 
-/// The ReportMetadata deadline of `conn` has passed (on the timer thread): if the
-/// metadata has still not come, queue the close frame and schedule the abort.
-fn metadata_deadline_passed(shared: &Arc<Shared>, conn: u64) {
+/// The first-report deadline of `conn` has passed (on the timer thread): if the report
+/// has still not come, queue the close frame and schedule the abort.
+fn first_report_late(shared: &Arc<Shared>, conn: u64, what: &'static str) {
     let late = shared.registry.update(conn, |e| {
-        (!e.info.metadata_reported).then(|| e.info.node_id.clone())
+        (!e.info.metadata_reported && e.info.sync_status != SyncStatus::KongVersionIncompatible)
+            .then(|| e.info.node_id.clone())
     });
     let Some(Some(node_id)) = late else {
         return;
     };
     log::warn!(
-        "data plane {node_id} (connection {conn}) sent no ReportMetadata within {:?}; \
+        "data plane {node_id} (connection {conn}) sent no {what} within {:?}; \
          disconnecting it",
         shared.metadata_deadline
     );
-    shared.close_conn(conn, CLOSE_POLICY, "no ReportMetadata in time");
+    shared.close_conn(conn, CLOSE_POLICY, &format!("no {what} in time"));
 }
 
-fn negotiate(
-    shared: &Arc<Shared>,
-    conn: u64,
-    peer: &Peer,
-    req: crate::services::negotiation::NegotiateServicesRequest,
-) -> crate::services::negotiation::NegotiateServicesResponse {
-    let result = shared.policy.negotiate(&req);
-    let node_id = shared.registry.update(conn, |e| {
-        if let Some(node) = &req.node {
-            if e.info.hostname.is_empty() {
-                e.info.hostname = node.hostname.clone();
+/// A ping from `conn` reporting `hash`: records it and when it came, emits `Ping`,
+/// completes a push with this hash as `Accepted` (`ConfigAcked`) when the protocol has no
+/// answer of its own ([`Link::ping_accepts`]), and schedules a push that was put off.
+pub(crate) fn ping(shared: &Arc<Shared>, conn: u64, hash: String) {
+    let seen = shared.registry.update(conn, |e| {
+        e.info.last_seen = Some(SystemTime::now());
+        e.alive = Instant::now();
+        e.info.reported_hash = Some(hash.clone());
+        let mut acked = None;
+        let ping_accepts = e.link.ping_accepts();
+        if let Some(p) = e.info.last_push.as_mut() {
+            let open = matches!(p.outcome, PushOutcome::Sent | PushOutcome::InFlight);
+            if ping_accepts && open && p.hash == hash {
+                p.outcome = PushOutcome::Accepted;
+                acked = Some(p.version);
             }
         }
-        match &result {
-            Ok(_) => {
-                e.info.negotiated = true;
-                e.info.sync_status = SyncStatus::Normal;
-                e.info.status_reason = None;
-            }
-            Err(f) => {
-                e.info.sync_status = f.status;
-                e.info.status_reason = Some(f.message.clone());
-            }
-        }
-        e.info.node_id.clone()
+        (e.info.node_id.clone(), acked, e.deferred)
     });
-    let node_id = node_id.unwrap_or_default();
-    match result {
-        Ok(resp) => {
-            let config = resp
-                .services_accepted
-                .iter()
-                .any(|s| s.name.eq_ignore_ascii_case(CONFIG_SERVICE_NAME));
-            if config {
-                add_config_service(shared, conn, peer.services());
-            }
-            let accepted = resp
-                .services_accepted
-                .iter()
-                .map(|s| format!("{} {}", s.name, s.version))
-                .collect();
-            log::info!("data plane {node_id} (connection {conn}) negotiated: {accepted:?}");
-            shared.events.emit(CpEvent::Negotiated {
-                conn,
-                node_id,
-                outcome: Ok(accepted),
-            });
-            resp
-        }
-        Err(failure) => {
-            log::warn!("data plane {node_id} (connection {conn}): {failure}");
-            shared.events.emit(CpEvent::Negotiated {
-                conn,
-                node_id,
-                outcome: Err(failure.message.clone()),
-            });
-            failure.to_response()
-        }
+    let Some((node_id, acked, deferred)) = seen else {
+        return;
+    };
+    log::debug!("ping from {node_id} (connection {conn}), hash {hash}");
+    shared.events.emit(CpEvent::Ping {
+        conn,
+        node_id: node_id.clone(),
+        hash,
+    });
+    if let Some(version) = acked {
+        shared.events.emit(CpEvent::ConfigAcked {
+            conn,
+            node_id,
+            version,
+        });
+    }
+    if deferred {
+        push::schedule(shared, conn);
     }
 }
 
-/// Serves the config service on this connection: GetCapabilities, PingCP and
-/// ReportMetadata; SyncConfig is the control plane's to call, so it is left unhandled.
-fn add_config_service(shared: &Arc<Shared>, conn: u64, services: &Services) {
-    services.declare(ConfigService::ID);
-    services.handle::<GetCapabilities, _>(|_, _| {
-        Ok(GetCapabilitiesResponse {
-            capabilities: vec![Capability::BulkUpdate as i32],
-        })
-    });
-    let weak = Arc::downgrade(shared);
-    services.handle::<PingCP, _>(move |_, req| {
-        let shared = weak
-            .upgrade()
-            .ok_or_else(|| HandlerError::new("shutting down"))?;
-        if req.hash.len() != 32 || !req.hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            log::warn!(
-                "connection {conn}: PingCP with an invalid hash {:?}",
-                req.hash
-            );
-            return Err(HandlerError::new(format!(
-                "invalid hash {:?}: it must be 32 hex characters (32 zeros before any config)",
-                req.hash
-            )));
-        }
-        let node_id = shared.registry.update(conn, |e| {
-            e.info.last_seen = Some(SystemTime::now());
-            e.info.reported_hash = Some(req.hash.clone());
-            e.info.node_id.clone()
-        });
-        if let Some(node_id) = node_id {
-            log::debug!("ping from {node_id} (connection {conn}), hash {}", req.hash);
-            shared.events.emit(CpEvent::Ping {
-                conn,
-                node_id,
-                hash: req.hash,
-            });
-        }
-        Ok(PingCPResponse {})
-    });
-    let weak = Arc::downgrade(shared);
-    services.handle::<ReportMetadata, _>(move |_, req| {
-        let shared = weak
-            .upgrade()
-            .ok_or_else(|| HandlerError::new("shutting down"))?;
-        let node_id = shared.registry.update(conn, |e| {
-            e.info.metadata_reported = true;
-            e.info.plugins = req.plugins.clone();
-            e.info.node_id.clone()
-        });
-        if let Some(node_id) = node_id {
-            log::info!(
-                "data plane {node_id} (connection {conn}) reported {} plugins",
-                req.plugins.len()
-            );
-            shared.events.emit(CpEvent::Metadata {
-                conn,
-                node_id,
-                plugins: req.plugins,
-            });
-            push::schedule(&shared, conn);
-        }
-        Ok(ReportMetadataResponse {
-            response: Some(MetadataAnswer::Ok("done".into())),
-        })
+/// Connection `conn` of `node_id` has ended: forget it, log and emit `DpDisconnected`.
+pub(crate) fn ended(shared: &Shared, conn: u64, node_id: &str, ended: &Ended) {
+    shared.registry.remove(conn);
+    log::info!("data plane {node_id} (connection {conn}) disconnected: {ended}");
+    shared.events.emit(CpEvent::DpDisconnected {
+        conn,
+        node_id: node_id.to_string(),
+        reason: ended.to_string(),
     });
 }

@@ -1,5 +1,6 @@
-//! One connection, on its own thread: TLS, one request head under the limits, then an
-//! answer and a close, or the upgrade handed to the [`UpgradeHandler`].
+//! One connection, on its own thread: TLS, one request head under the limits, then the
+//! route at its exact path: an answer and a close, or a protocol switch whose handler takes
+//! the connection.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -11,14 +12,13 @@ use rustls::StreamOwned;
 
 use super::head::{read_request_head, RequestHead};
 use super::listener::Inner;
-use super::server::{HttpHandler, Request, Response, ServerConfig, Upgraded};
+use super::server::{
+    error_response, response_bytes, HttpHandler, Request, Response, Route, ServerConfig,
+    SwitchHandler, Switched,
+};
 use super::{body_length, drain_plaintext, read_body, BodyLength, HttpError};
 use crate::deadline::{set_timeouts, Timed};
 use crate::tls;
-use crate::upgrade::{
-    self, accept_response, check_request, check_request_without_identity, rejection_response,
-    Rejection,
-};
 
 /// Marks a connection thread as done when it ends, even by a panic.
 pub(super) struct Finished<'a> {
@@ -74,8 +74,8 @@ pub(super) fn serve(
             match e.status() {
                 Some(status) => {
                     log::info!("answering {status} to {peer}: {e}");
-                    let rej = Rejection::new(status, e.to_string());
-                    send_and_close(inner, stream, &rejection_response(&rej, &cfg.node_id, true));
+                    let resp = error_response(status, e.to_string());
+                    send_response(inner, stream, &resp, true);
                 }
                 None => log::debug!("connection from {peer} ended: {e}"),
             }
@@ -86,44 +86,55 @@ pub(super) fn serve(
     inner.handshake_done(&mut inner.conns(), id);
     let path = head.path();
     let with_body = head.method != "HEAD";
-    if path == cfg.wrpc_path || cfg.extra_wrpc_paths.iter().any(|p| p == path) {
-        serve_upgrade(inner, id, stream, head, leftover, peer);
-    } else if let Some((_, handler)) = cfg.handlers.iter().find(|(p, _)| p == path) {
-        serve_plain(inner, stream, head, leftover, peer, handler.as_ref());
-    } else {
-        log::info!("answering 404 to {peer}: {} {}", head.method, head.target);
-        let rej = Rejection::new(404, format!("no endpoint at {path}"));
-        send_and_close(
-            inner,
-            stream,
-            &rejection_response(&rej, &cfg.node_id, with_body),
-        );
+    match cfg.route(path) {
+        Some(Route::Switch(handler)) => {
+            serve_switch(inner, id, stream, head, leftover, peer, handler.as_ref())
+        }
+        Some(Route::Plain(handler)) => {
+            serve_plain(inner, stream, head, leftover, peer, handler.as_ref())
+        }
+        None => {
+            log::info!("answering 404 to {peer}: {} {}", head.method, head.target);
+            let resp = error_response(404, format!("no endpoint at {path}"));
+            send_response(inner, stream, &resp, with_body);
+        }
     }
 }
 
-fn serve_upgrade(
+fn serve_switch(
     inner: &Inner,
     id: u64,
     mut stream: Stream,
     head: RequestHead,
     mut leftover: Vec<u8>,
     peer: SocketAddr,
+    handler: &dyn SwitchHandler,
 ) {
     let cfg = &inner.config;
     let with_body = head.method != "HEAD";
-    let checked = if inner.config.require_node_identity {
-        check_request(&head)
-    } else {
-        check_request_without_identity(&head)
-    };
-    let req = match checked.and_then(|req| inner.upgrade.admit(&req).map(|()| req)) {
-        Ok(req) => req,
-        Err(rej) => {
-            log::info!("refusing the upgrade from {peer}: {rej}");
-            send_and_close(
+    let accepted = panic::catch_unwind(AssertUnwindSafe(|| {
+        handler.accept(&head, peer, &cfg.node_id)
+    }));
+    let switch = match accepted {
+        Ok(Ok(switch)) => switch,
+        Ok(Err(resp)) => {
+            log::info!(
+                "refusing {} {} from {peer} with {}: {}",
+                head.method,
+                head.path(),
+                resp.status,
+                String::from_utf8_lossy(&resp.body).trim_end()
+            );
+            send_response(inner, stream, &resp, with_body);
+            return;
+        }
+        Err(_) => {
+            log::error!("the switch handler for {} panicked", head.path());
+            send_response(
                 inner,
                 stream,
-                &rejection_response(&rej, &cfg.node_id, with_body),
+                &error_response(500, "the handler failed"),
+                true,
             );
             return;
         }
@@ -143,14 +154,16 @@ fn serve_upgrade(
         }
     };
     if !handed_over {
-        let rej = Rejection::new(503, "the control plane is shutting down");
-        send_and_close(inner, stream, &rejection_response(&rej, &cfg.node_id, true));
+        let resp = error_response(503, "the control plane is shutting down");
+        send_response(inner, stream, &resp, true);
         return;
     }
     stream.sock.deadline = write_deadline(cfg);
-    let response = accept_response(&req, &cfg.node_id);
-    if let Err(e) = stream.write_all(&response).and_then(|()| stream.flush()) {
-        log::info!("writing the 101 to {peer} failed: {e}");
+    let written = stream
+        .write_all(&switch.response)
+        .and_then(|()| stream.flush());
+    if let Err(e) = written {
+        log::info!("writing the switch response to {peer} failed: {e}");
         return;
     }
     let StreamOwned { mut conn, sock } = stream;
@@ -163,19 +176,13 @@ fn serve_upgrade(
         log::info!("connection from {peer} failed: {e}");
         return;
     }
-    log::debug!(
-        "upgraded {peer}: node {} ({}), version {}",
-        req.node.node_id,
-        req.node.hostname,
-        req.node.version
-    );
-    inner.upgrade.upgraded(Upgraded {
+    log::debug!("switched {peer} at {}", head.path());
+    (switch.then)(Switched {
         session: conn,
         sock,
         leftover,
-        node: req.node,
         peer_addr: peer,
-        head: req.head,
+        head,
     });
 }
 
@@ -191,12 +198,7 @@ fn serve_plain(
     let with_body = head.method != "HEAD";
     let reject = |stream: Stream, status: u16, reason: String| {
         log::info!("answering {status} to {peer}: {reason}");
-        let rej = Rejection::new(status, reason);
-        send_and_close(
-            inner,
-            stream,
-            &rejection_response(&rej, &cfg.node_id, with_body),
-        );
+        send_response(inner, stream, &error_response(status, reason), with_body);
     };
     let len = match body_length(&head.headers) {
         Ok(BodyLength::Exactly(n)) => n,
@@ -247,10 +249,15 @@ fn serve_plain(
         req.head.target,
         resp.status
     );
-    let bytes = upgrade::response_bytes(
+    send_response(inner, stream, &resp, with_body);
+}
+
+/// Writes `resp` (with `kong-node-id`, `Content-Length`, `Connection: close`) and closes.
+fn send_response(inner: &Inner, stream: Stream, resp: &Response, with_body: bool) {
+    let bytes = response_bytes(
         resp.status,
         &resp.headers,
-        &cfg.node_id,
+        &inner.config.node_id,
         &resp.body,
         with_body,
         true,

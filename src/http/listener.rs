@@ -9,7 +9,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::conn::{serve, Finished};
-use super::server::{ServerConfig, UpgradeHandler, LISTEN_BACKLOG};
+use super::server::{ServerConfig, LISTEN_BACKLOG};
 use super::HttpError;
 use crate::tls::ServerTls;
 
@@ -23,7 +23,6 @@ pub struct Listener {
 pub(super) struct Inner {
     pub(super) tls: ServerTls,
     pub(super) config: ServerConfig,
-    pub(super) upgrade: Arc<dyn UpgradeHandler>,
     pub(super) stopping: AtomicBool,
     conns: Mutex<Conns>,
     /// Signalled when a connection leaves the handshake phase (or at shutdown).
@@ -42,7 +41,7 @@ pub(super) struct Conns {
 
 pub(super) struct Conn {
     /// A handle on the socket while the connection is in the HTTP phase, to unblock it at
-    /// shutdown; `None` once handed to the upgrade handler.
+    /// shutdown; `None` once handed to a switch route.
     pub(super) sock: Option<TcpStream>,
     thread: Option<JoinHandle<()>>,
     /// Counted in [`Conns::handshaking`].
@@ -87,13 +86,12 @@ impl Inner {
 impl Listener {
     /// Binds `addr` and starts accepting.
     ///
-    /// Each connection gets `tls`, then one request served by `config`; accepted
-    /// upgrades go to `upgrade`.
+    /// Each connection gets `tls`, then one request, served by the route of `config` at
+    /// its path.
     pub fn bind(
         addr: impl ToSocketAddrs,
         tls: ServerTls,
         config: ServerConfig,
-        upgrade: Arc<dyn UpgradeHandler>,
     ) -> Result<Listener, HttpError> {
         config.check()?;
         let listener = bind(addr).map_err(HttpError::Bind)?;
@@ -101,7 +99,6 @@ impl Listener {
         let inner = Arc::new(Inner {
             tls,
             config,
-            upgrade,
             stopping: AtomicBool::new(false),
             conns: Mutex::new(Conns::default()),
             room: Condvar::new(),
@@ -125,7 +122,7 @@ impl Listener {
     }
 
     /// Stops accepting: new connections are refused, connections still in the HTTP phase
-    /// are cut, and no further connection is handed to the [`UpgradeHandler`]. Connections
+    /// are cut, and no further connection is handed to a switch route. Connections
     /// already handed over keep running. Idempotent.
     ///
     /// Call this, then close the upgraded connections, then [`Listener::shutdown`]: no
@@ -167,9 +164,9 @@ impl Listener {
     }
 
     /// Stops accepting ([`Listener::stop_accepting`]) and joins every connection thread:
-    /// those in the HTTP phase end at once; those handed to the [`UpgradeHandler`] are
+    /// those in the HTTP phase end at once; those handed to a switch route are
     /// joined too, so close the upgraded connections first (or make
-    /// [`UpgradeHandler::upgraded`] return), or this blocks until they end. Idempotent.
+    /// [`Switch::then`](super::Switch::then) return), or this blocks until they end. Idempotent.
     pub fn shutdown(&mut self) {
         self.stop_accepting();
         let threads: Vec<JoinHandle<()>> = {

@@ -23,7 +23,9 @@ pub use head::{
 };
 pub use listener::Listener;
 pub use node::{NodeIdentity, HEADER_HOSTNAME, HEADER_NODE_ID, HEADER_VERSION};
-pub use server::{HttpHandler, Request, Response, ServerConfig, UpgradeHandler, Upgraded};
+pub use server::{
+    HttpHandler, Request, Response, Route, ServerConfig, Switch, SwitchHandler, Switched,
+};
 
 /// Errors of the HTTP layer.
 #[derive(Debug)]

@@ -1,14 +1,17 @@
 //! The CP side of HTTP: what the [`Listener`](super::Listener) is configured with and hands
-//! out: [`ServerConfig`], plain [`Request`]s and [`Response`]s for [`HttpHandler`]s, and
-//! [`Upgraded`] connections for the [`UpgradeHandler`].
+//! out: [`ServerConfig`] and its [`Route`]s by exact path, plain [`Request`]s and
+//! [`Response`]s for [`HttpHandler`]s, and [`Switched`] connections for a
+//! [`SwitchHandler`]. Nothing here knows of WebSockets or wRPC: the
+//! `upgrade` module sits on top and builds the switch routes.
 //!
 //! One accept thread (`dpspec-accept`) and one thread per connection
 //! (`dpspec-conn-<peer>`, a small stack). A connection thread runs the TLS handshake and
 //! reads one request head under [`HttpLimits`], both within one deadline counted from the
 //! accept (at most [`ServerConfig::max_handshakes`] connections are in that phase at
-//! once), and then either answers it (a registered
-//! [`HttpHandler`], or an error) and closes, or, for an accepted wRPC upgrade, writes the
-//! `101` and hands the connection to the [`UpgradeHandler`] on the same thread.
+//! once), and then dispatches it by exact path: a plain route's [`HttpHandler`] answers
+//! and the connection closes; a switch route's [`SwitchHandler`] refuses, or accepts and
+//! takes the connection on the same thread after its `101` is written; any other path gets
+//! `404`.
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -16,9 +19,11 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 
-use super::head::{HttpLimits, RequestHead};
+use super::head::{
+    push_header, reason_phrase, valid_header_name, valid_header_value, HttpLimits, RequestHead,
+};
 use super::HttpError;
-use crate::upgrade::{NodeIdentity, Rejection, UpgradeRequest, WRPC_PATH};
+use super::HEADER_NODE_ID;
 
 /// A plain (non-upgrade) HTTP request, as given to an [`HttpHandler`].
 #[derive(Debug, Clone)]
@@ -72,43 +77,80 @@ pub trait HttpHandler: Send + Sync {
     fn handle(&self, req: &Request) -> Response;
 }
 
-/// Receives the connections that passed the wRPC upgrade.
-pub trait UpgradeHandler: Send + Sync + 'static {
-    /// Decides whether to accept an upgrade that passed the protocol checks, before the
-    /// `101` is written; a [`Rejection`] is answered with its status and its reason as
-    /// the body (for example `429` when a node has too many connections). Accepts all by
-    /// default.
-    fn admit(&self, req: &UpgradeRequest) -> Result<(), Rejection> {
-        let _ = req;
-        Ok(())
-    }
-
-    /// Takes an upgraded connection, after the `101` was written. Runs on the
-    /// connection's thread, which it may keep (as the connection's reader thread, say):
-    /// [`Listener::shutdown`](super::Listener::shutdown) joins it, so it must return once the connection is closed.
-    fn upgraded(&self, conn: Upgraded);
+/// What is served at one path of the listener.
+#[derive(Clone)]
+pub enum Route {
+    /// Plain request and response: the body is read, the handler answers, the connection
+    /// closes.
+    Plain(Arc<dyn HttpHandler>),
+    /// A request that switches protocols (a WebSocket upgrade): the handler looks at the
+    /// head and refuses it, or accepts it with the `101` to write and takes the connection.
+    /// The `upgrade` module builds these routes.
+    Switch(Arc<dyn SwitchHandler>),
 }
 
-/// A connection that passed the upgrade, handed to [`UpgradeHandler::upgraded`].
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Route::Plain(_) => "Plain",
+            Route::Switch(_) => "Switch",
+        })
+    }
+}
+
+/// Decides on a request that switches protocols, from its head alone (no body is read).
+pub trait SwitchHandler: Send + Sync + 'static {
+    /// Refuses the request with a response (written, then the connection closes), or
+    /// accepts it with a [`Switch`]. Runs on the connection's thread, before anything is
+    /// written; `node_id` is the listener's [`ServerConfig::node_id`], for the response
+    /// headers.
+    fn accept(
+        &self,
+        head: &RequestHead,
+        peer: SocketAddr,
+        node_id: &str,
+    ) -> Result<Switch, Response>;
+}
+
+/// An accepted protocol switch: the response to write, and what takes the connection
+/// after it.
+pub struct Switch {
+    /// The whole response (status line, headers and blank line), usually a `101`.
+    pub response: Vec<u8>,
+    /// Takes the connection once `response` is written. Runs on the connection's thread,
+    /// which it may keep (as the connection's reader, say):
+    /// [`Listener::shutdown`](super::Listener::shutdown) joins it, so it must return once
+    /// the connection is closed.
+    pub then: Box<dyn FnOnce(Switched) + Send>,
+}
+
+impl std::fmt::Debug for Switch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Switch")
+            .field("response", &String::from_utf8_lossy(&self.response))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection whose protocol switch was accepted, handed to [`Switch::then`] after the
+/// response was written.
 ///
 /// The socket's read timeout is cleared (an idle connection costs no wake-ups) and its
 /// write timeout set to [`ServerConfig::write_timeout`]. `leftover` holds every plaintext
-/// byte received after the request head (the start of the DP's first WebSocket frames),
+/// byte received after the request head (the start of the peer's first frames),
 /// including any the TLS session had already decrypted; the session holds at most a
 /// partial TLS record, so the next step is to read from the socket.
 #[derive(Debug)]
-pub struct Upgraded {
+pub struct Switched {
     /// The TLS session.
     pub session: rustls::ServerConnection,
     /// The socket under it.
     pub sock: TcpStream,
     /// Plaintext received after the request head: never lost.
     pub leftover: Vec<u8>,
-    /// The DP's identity from the upgrade request.
-    pub node: NodeIdentity,
-    /// The DP's address.
+    /// The peer's address.
     pub peer_addr: SocketAddr,
-    /// The upgrade request's head.
+    /// The request's head.
     pub head: RequestHead,
 }
 
@@ -120,23 +162,17 @@ pub struct ServerConfig {
     pub node_id: String,
     /// Limits on each request. Default: [`HttpLimits::default`].
     pub limits: HttpLimits,
-    /// Plain HTTP endpoints: exact paths (no query) and their handlers. Default none.
-    pub handlers: Vec<(String, Arc<dyn HttpHandler>)>,
-    /// The upgrade path. Default `/v1/wrpc`, Kong's.
-    pub wrpc_path: String,
-    /// More paths that take the same upgrade. Default none.
-    pub extra_wrpc_paths: Vec<String>,
+    /// What is served, by exact path (no query): plain handlers and protocol switches.
+    /// Any other path is answered `404`. Default none: add them with
+    /// [`ServerConfig::with_handler`] and [`ServerConfig::with_route`].
+    pub routes: Vec<(String, Route)>,
     /// How long writing a response may take, and the write timeout left on the socket
-    /// of an [`Upgraded`] connection, so a DP that stops reading cannot block a writer
+    /// of a [`Switched`] connection, so a DP that stops reading cannot block a writer
     /// forever. Default 10 s. `None`: no timeout on the upgraded socket (responses still
     /// get 10 s).
     pub write_timeout: Option<Duration>,
-    /// Whether an upgrade must carry a Kong node identity (node id and version, in the
-    /// query or the `kong-*` headers). Default true, as Kong's CP requires; false for
-    /// plain wRPC services that any wRPC client may call.
-    pub require_node_identity: bool,
     /// The stack size of each connection thread, which also runs
-    /// [`UpgradeHandler::upgraded`]. Default 256 KiB.
+    /// [`Switch::then`]. Default 256 KiB.
     pub conn_stack_size: usize,
     /// The most connections between accept and a served request (TLS handshake and HTTP
     /// head, which share one deadline: [`HttpLimits::head_timeout`] from the accept).
@@ -159,20 +195,27 @@ impl ServerConfig {
         ServerConfig {
             node_id: node_id.into(),
             limits: HttpLimits::default(),
-            handlers: Vec::new(),
-            wrpc_path: WRPC_PATH.to_string(),
-            extra_wrpc_paths: Vec::new(),
+            routes: Vec::new(),
             write_timeout: Some(Duration::from_secs(10)),
-            require_node_identity: true,
             conn_stack_size: 256 * 1024,
             max_handshakes: DEFAULT_MAX_HANDSHAKES,
         }
     }
 
-    /// Adds a plain HTTP endpoint.
-    pub fn with_handler(mut self, path: impl Into<String>, handler: Arc<dyn HttpHandler>) -> Self {
-        self.handlers.push((path.into(), handler));
+    /// Adds a plain HTTP endpoint at `path`.
+    pub fn with_handler(self, path: impl Into<String>, handler: Arc<dyn HttpHandler>) -> Self {
+        self.with_route(path, Route::Plain(handler))
+    }
+
+    /// Serves `route` at `path` (an exact path, no query).
+    pub fn with_route(mut self, path: impl Into<String>, route: Route) -> Self {
+        self.routes.push((path.into(), route));
         self
+    }
+
+    /// The route at `path`, if any.
+    pub(super) fn route(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|(p, _)| p == path).map(|(_, r)| r)
     }
 
     pub(super) fn check(&self) -> Result<(), HttpError> {
@@ -183,15 +226,12 @@ impl ServerConfig {
                 self.node_id
             ));
         }
-        let wrpc = std::iter::once(&self.wrpc_path).chain(&self.extra_wrpc_paths);
-        for path in wrpc.clone().chain(self.handlers.iter().map(|(p, _)| p)) {
+        for (i, (path, _)) in self.routes.iter().enumerate() {
             if !path.starts_with('/') || path.contains('?') {
                 return bad(format!("path {path:?} must start with / and have no query"));
             }
-        }
-        for (path, _) in &self.handlers {
-            if wrpc.clone().any(|w| w == path) {
-                return bad(format!("path {path:?} is both a handler and a wRPC path"));
+            if self.routes[..i].iter().any(|(p, _)| p == path) {
+                return bad(format!("path {path:?} has two routes"));
             }
         }
         if self.limits.max_headers == 0 || self.limits.max_head_bytes == 0 {
@@ -212,16 +252,67 @@ impl std::fmt::Debug for ServerConfig {
         f.debug_struct("ServerConfig")
             .field("node_id", &self.node_id)
             .field("limits", &self.limits)
-            .field(
-                "handlers",
-                &self.handlers.iter().map(|(p, _)| p).collect::<Vec<_>>(),
-            )
-            .field("wrpc_path", &self.wrpc_path)
-            .field("extra_wrpc_paths", &self.extra_wrpc_paths)
+            .field("routes", &self.routes)
             .field("write_timeout", &self.write_timeout)
-            .field("require_node_identity", &self.require_node_identity)
             .field("conn_stack_size", &self.conn_stack_size)
             .field("max_handshakes", &self.max_handshakes)
             .finish()
     }
+}
+
+/// A whole response with a body: status line, `headers` (invalid ones, and those the
+/// server sets itself, skipped), `kong-node-id`, `Content-Length`, and `Connection: close`
+/// when `close`. For a `HEAD` request pass `with_body = false`: the length is still
+/// announced, the body not sent.
+pub(crate) fn response_bytes(
+    status: u16,
+    headers: &[(String, String)],
+    node_id: &str,
+    body: &[u8],
+    with_body: bool,
+    close: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status)).as_bytes());
+    for (name, value) in headers {
+        let ours = [
+            HEADER_NODE_ID,
+            "content-length",
+            "connection",
+            "transfer-encoding",
+        ]
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n));
+        if ours {
+            continue;
+        }
+        if valid_header_name(name) && valid_header_value(value.as_bytes()) {
+            push_header(&mut out, name, value.as_bytes());
+        } else {
+            log::warn!("dropping response header {name:?}: not a valid header name or value");
+        }
+    }
+    if valid_header_value(node_id.as_bytes()) {
+        push_header(&mut out, HEADER_NODE_ID, node_id.as_bytes());
+    }
+    push_header(
+        &mut out,
+        "Content-Length",
+        body.len().to_string().as_bytes(),
+    );
+    if close {
+        push_header(&mut out, "Connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    if with_body {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// The listener's own refusal (404, 400, 413, ...): `reason` as a `text/plain` body.
+pub(crate) fn error_response(status: u16, reason: impl Into<String>) -> Response {
+    let mut body = reason.into().into_bytes();
+    body.push(b'\n');
+    Response::new(status, body).with_header("Content-Type", "text/plain; charset=utf-8")
 }

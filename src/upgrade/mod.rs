@@ -1,12 +1,13 @@
 //! The WebSocket upgrade, both sides, on top of [`http`](crate::http), for any path and
-//! subprotocol: `/v1/wrpc` with `wrpc.konghq.com` ([`UpgradeTarget::wrpc`]) and
-//! `/v1/outlet` with none ([`UpgradeTarget::outlet`]).
+//! subprotocol: `/v1/wrpc` with `wrpc.konghq.com` and `/v1/outlet` with none.
 //!
 //! The DP builds the request with [`build_request`] and checks the answer with
 //! [`check_response`]; [`dial`] does both over a connection from [`http::connect`]
-//! (TCP, proxy, TLS). The CP checks a request with [`check_request`] and answers
-//! [`accept_response`] (or the [`Rejection`] it got). `http` knows nothing of upgrades:
-//! this module sits on top of it.
+//! (TCP, proxy, TLS), for an [`UpgradeTarget`]. The CP checks a request against an
+//! [`Endpoint`] with [`check_upgrade`] and answers [`accept_response`] (or the
+//! [`Rejection`] it got); [`route`] puts those checks on a path of the
+//! [`http`](crate::http) listener, which knows nothing of upgrades: it moves the bytes,
+//! and this module sits on top of it.
 //!
 //! What real Kong peers send and expect (see the crate's interop notes): the DP puts its
 //! identity in the query, `node_id`, `node_hostname`, `node_version` in that order and not
@@ -32,10 +33,9 @@ pub(crate) use crate::http::node::query_safe;
 pub use crate::http::node::{
     NodeIdentity, HEADER_HOSTNAME, HEADER_NODE_ID, HEADER_VERSION, MAX_IDENTITY_LEN,
 };
-pub(crate) use server::response_bytes;
 pub use server::{
-    accept_response, check_request, check_request_without_identity, rejection_response, Rejection,
-    UpgradeRequest,
+    accept_response, check_request, check_request_without_identity, check_upgrade,
+    rejection_response, route, Endpoint, Rejection, UpgradeHandler, UpgradeRequest, Upgraded,
 };
 
 /// The WebSocket subprotocol every wRPC peer offers and answers.

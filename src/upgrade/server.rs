@@ -1,8 +1,153 @@
-//! The CP's side of the upgrade: the checks on a request, the 101, and refusals.
+//! The CP's side of the upgrade: what an endpoint requires ([`Endpoint`]), the checks on a
+//! request, the 101, refusals, and the listener route that runs them ([`route`]).
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 
 use super::*;
-use crate::http::head::{push_header, reason_phrase, valid_header_name, valid_header_value};
-use crate::http::RequestHead;
+use crate::http::head::{push_header, reason_phrase, valid_header_value};
+use crate::http::server::response_bytes;
+use crate::http::{RequestHead, Response, Route, Switch, SwitchHandler, Switched};
+
+/// What an upgrade endpoint requires of a request: which subprotocol, and whether a Kong
+/// node identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Endpoint {
+    /// The subprotocol the client must offer, answered in the `101`; `None`: none is
+    /// required, and the `101` echoes the first one offered, if any (as Kong's
+    /// `/v1/outlet` does), or carries no `Sec-WebSocket-Protocol`.
+    pub subprotocol: Option<String>,
+    /// Whether the request must carry a Kong node identity (node id and version, in the
+    /// query or the `kong-*` headers).
+    pub require_identity: bool,
+    /// Whether the identity is checked before the WebSocket headers (Kong's `/v1/outlet`
+    /// order: a request without `node_id` is a `400` whatever else it lacks) rather
+    /// than after (the wRPC order).
+    pub identity_first: bool,
+}
+
+impl Endpoint {
+    /// Kong's wRPC endpoint ([`WRPC_PATH`]): subprotocol `wrpc.konghq.com` required, node
+    /// identity required, checked after the WebSocket headers.
+    pub fn wrpc() -> Endpoint {
+        Endpoint {
+            subprotocol: Some(WRPC_SUBPROTOCOL.into()),
+            require_identity: true,
+            identity_first: false,
+        }
+    }
+
+    /// Kong's JSON endpoint (`/v1/outlet`): no subprotocol, node identity required and
+    /// checked first, in Kong's order (client certificate at TLS, then `node_id` and
+    /// `node_version`, then the WebSocket headers).
+    pub fn outlet() -> Endpoint {
+        Endpoint {
+            subprotocol: None,
+            require_identity: true,
+            identity_first: true,
+        }
+    }
+
+    /// This endpoint with the node identity required or not (plain wRPC services that any
+    /// wRPC client may call need none; an identity that is sent is still checked).
+    pub fn identity(mut self, required: bool) -> Endpoint {
+        self.require_identity = required;
+        self
+    }
+}
+
+/// Receives the connections that passed an upgrade endpoint's checks.
+pub trait UpgradeHandler: Send + Sync + 'static {
+    /// Decides whether to accept an upgrade that passed the protocol checks, before the
+    /// `101` is written; a [`Rejection`] is answered with its status and its reason as
+    /// the body (for example `429` when a node has too many connections). Accepts all by
+    /// default.
+    fn admit(&self, req: &UpgradeRequest) -> Result<(), Rejection> {
+        let _ = req;
+        Ok(())
+    }
+
+    /// Takes an upgraded connection, after the `101` was written. Runs on the
+    /// connection's thread, which it may keep (as the connection's reader thread, say):
+    /// [`Listener::shutdown`](crate::http::Listener::shutdown) joins it, so it must return
+    /// once the connection is closed.
+    fn upgraded(&self, conn: Upgraded);
+}
+
+/// A connection that passed the upgrade, handed to [`UpgradeHandler::upgraded`].
+///
+/// The socket's read timeout is cleared (an idle connection costs no wake-ups) and its
+/// write timeout set to the listener's write timeout. `leftover` holds every plaintext
+/// byte received after the request head (the start of the DP's first WebSocket frames),
+/// including any the TLS session had already decrypted; the session holds at most a
+/// partial TLS record, so the next step is to read from the socket.
+#[derive(Debug)]
+pub struct Upgraded {
+    /// The TLS session.
+    pub session: rustls::ServerConnection,
+    /// The socket under it.
+    pub sock: TcpStream,
+    /// Plaintext received after the request head: never lost.
+    pub leftover: Vec<u8>,
+    /// The DP's identity from the upgrade request.
+    pub node: NodeIdentity,
+    /// The DP's address.
+    pub peer_addr: SocketAddr,
+    /// The upgrade request's head.
+    pub head: RequestHead,
+    /// The subprotocol answered in the `101`, if any.
+    pub subprotocol: Option<String>,
+}
+
+/// A listener route that takes WebSocket upgrades for `endpoint` and hands them to
+/// `handler`: checks ([`check_upgrade`]), then [`UpgradeHandler::admit`], then the `101`
+/// ([`accept_response`]) and [`UpgradeHandler::upgraded`]. Any refusal is answered with
+/// its status and reason, and `kong-node-id`.
+pub fn route(endpoint: Endpoint, handler: Arc<dyn UpgradeHandler>) -> Route {
+    Route::Switch(Arc::new(WebSocketRoute { endpoint, handler }))
+}
+
+struct WebSocketRoute {
+    endpoint: Endpoint,
+    handler: Arc<dyn UpgradeHandler>,
+}
+
+impl SwitchHandler for WebSocketRoute {
+    fn accept(
+        &self,
+        head: &RequestHead,
+        peer: SocketAddr,
+        node_id: &str,
+    ) -> Result<Switch, Response> {
+        let req = check_upgrade(head, &self.endpoint)
+            .and_then(|req| self.handler.admit(&req).map(|()| req))
+            .map_err(|rej| rej.to_response())?;
+        let response = accept_response(&req, node_id);
+        log::debug!(
+            "upgrading {peer} at {}: node {} ({}), version {}",
+            req.head.path(),
+            req.node.node_id,
+            req.node.hostname,
+            req.node.version
+        );
+        let handler = self.handler.clone();
+        Ok(Switch {
+            response,
+            then: Box::new(move |sw: Switched| {
+                handler.upgraded(Upgraded {
+                    session: sw.session,
+                    sock: sw.sock,
+                    leftover: sw.leftover,
+                    node: req.node,
+                    peer_addr: sw.peer_addr,
+                    head: sw.head,
+                    subprotocol: req.subprotocol,
+                })
+            }),
+        })
+    }
+}
 
 /// The CP's refusal of a request: a status, a reason sent as the body, and headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +180,19 @@ impl Rejection {
     pub(crate) fn bad(reason: impl Into<String>) -> Rejection {
         Rejection::new(400, reason)
     }
+
+    /// The HTTP response: its status, its headers, its reason as a `text/plain` body.
+    pub fn to_response(&self) -> Response {
+        let mut headers = self.headers.clone();
+        headers.push(("Content-Type".into(), "text/plain; charset=utf-8".into()));
+        let mut body = self.reason.clone().into_bytes();
+        body.push(b'\n');
+        Response {
+            status: self.status,
+            headers,
+            body,
+        }
+    }
 }
 
 impl fmt::Display for Rejection {
@@ -58,6 +216,9 @@ pub struct UpgradeRequest {
     pub node: NodeIdentity,
     /// The whole request head.
     pub head: RequestHead,
+    /// The subprotocol to answer in the `101`: the endpoint's, or the first one offered
+    /// when the endpoint requires none; `None` for no `Sec-WebSocket-Protocol` header.
+    pub subprotocol: Option<String>,
 }
 
 /// Checks a wRPC upgrade request on the CP side.
@@ -74,26 +235,37 @@ pub struct UpgradeRequest {
 /// control characters. Every refusal but the version and subprotocol ones is a `400`
 /// saying what was wrong.
 pub fn check_request(head: &RequestHead) -> Result<UpgradeRequest, Rejection> {
-    check(head, true)
+    check_upgrade(head, &Endpoint::wrpc())
 }
 
 /// [`check_request`] for plain wRPC services that any wRPC client may call: the Kong node
 /// identity is not required (an identity that is sent is still checked).
 pub fn check_request_without_identity(head: &RequestHead) -> Result<UpgradeRequest, Rejection> {
-    check(head, false)
+    check_upgrade(head, &Endpoint::wrpc().identity(false))
 }
 
-fn check(head: &RequestHead, identity_required: bool) -> Result<UpgradeRequest, Rejection> {
+/// Checks an upgrade request for `endpoint`: the checks of [`check_request`], with the
+/// endpoint's subprotocol (none required: any offered is fine, and the first is echoed)
+/// and identity rules. With [`Endpoint::identity_first`] the identity is checked before
+/// the method and WebSocket headers, in Kong's `/v1/outlet` order.
+pub fn check_upgrade(head: &RequestHead, endpoint: &Endpoint) -> Result<UpgradeRequest, Rejection> {
+    let required = endpoint.require_identity;
+    let node = if endpoint.identity_first {
+        Some(node_identity(head, required)?)
+    } else {
+        None
+    };
     if head.method == "HEAD" {
-        return Err(Rejection::bad(
-            "this endpoint takes only a WebSocket upgrade (GET) to wRPC",
-        ));
+        return Err(Rejection::bad(format!(
+            "{} takes only a WebSocket upgrade (GET)",
+            head.path()
+        )));
     }
     if head.method != "GET" {
         return Err(Rejection::new(
             405,
             format!(
-                "method {} not allowed: the wRPC upgrade is a GET",
+                "method {} not allowed: a WebSocket upgrade is a GET",
                 head.method
             ),
         )
@@ -128,22 +300,48 @@ fn check(head: &RequestHead, identity_required: bool) -> Result<UpgradeRequest, 
         )
         .with_header("Sec-WebSocket-Version", "13"));
     }
-    if !has_token(head.header_all("sec-websocket-protocol"), WRPC_SUBPROTOCOL) {
-        return Err(Rejection::bad(format!(
-            "the {WRPC_SUBPROTOCOL} subprotocol must be offered in Sec-WebSocket-Protocol"
-        ))
-        .with_header("Sec-WebSocket-Protocol", WRPC_SUBPROTOCOL));
-    }
-    let node = NodeIdentity {
-        node_id: identity_field(head, HEADER_NODE_ID, "node_id", identity_required)?,
-        hostname: identity_field(head, HEADER_HOSTNAME, "node_hostname", false)?,
-        version: identity_field(head, HEADER_VERSION, "node_version", identity_required)?,
+    let subprotocol = match &endpoint.subprotocol {
+        Some(wanted) => {
+            if !has_token(head.header_all("sec-websocket-protocol"), wanted) {
+                return Err(Rejection::bad(format!(
+                    "the {wanted} subprotocol must be offered in Sec-WebSocket-Protocol"
+                ))
+                .with_header("Sec-WebSocket-Protocol", wanted.as_str()));
+            }
+            Some(wanted.clone())
+        }
+        None => first_offered(head),
+    };
+    let node = match node {
+        Some(node) => node,
+        None => node_identity(head, required)?,
     };
     Ok(UpgradeRequest {
         key,
         node,
         head: head.clone(),
+        subprotocol,
     })
+}
+
+/// The DP's identity: each part from its `kong-*` header, else the query.
+fn node_identity(head: &RequestHead, required: bool) -> Result<NodeIdentity, Rejection> {
+    Ok(NodeIdentity {
+        node_id: identity_field(head, HEADER_NODE_ID, "node_id", required)?,
+        hostname: identity_field(head, HEADER_HOSTNAME, "node_hostname", false)?,
+        version: identity_field(head, HEADER_VERSION, "node_version", required)?,
+    })
+}
+
+/// The first subprotocol offered, if it is a usable header value.
+fn first_offered(head: &RequestHead) -> Option<String> {
+    head.header_all("sec-websocket-protocol")
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .find(|t| !t.is_empty())
+        .filter(|t| valid_header_value(t))
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .map(str::to_owned)
 }
 
 /// One part of the DP's identity: the header if present, else the query parameter.
@@ -193,9 +391,10 @@ fn is_websocket_key(k: &str) -> bool {
 }
 
 /// The CP's `101` for an accepted request, as bytes: `Upgrade: websocket`,
-/// `Connection: Upgrade`, `Sec-WebSocket-Accept`, `Sec-WebSocket-Protocol:
-/// wrpc.konghq.com` and `kong-node-id: <node_id>` (left out if it is not a valid header
-/// value). No `Content-Length`: HTTP forbids it on a `1xx` response.
+/// `Connection: Upgrade`, `Sec-WebSocket-Accept`, `Sec-WebSocket-Protocol` with the
+/// request's [`UpgradeRequest::subprotocol`] (none when it has none) and
+/// `kong-node-id: <node_id>` (left out if it is not a valid header value). No
+/// `Content-Length`: HTTP forbids it on a `1xx` response.
 pub fn accept_response(req: &UpgradeRequest, node_id: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
@@ -206,73 +405,26 @@ pub fn accept_response(req: &UpgradeRequest, node_id: &str) -> Vec<u8> {
         "Sec-WebSocket-Accept",
         tungstenite::handshake::derive_accept_key(req.key.as_bytes()).as_bytes(),
     );
-    push_header(
-        &mut out,
-        "Sec-WebSocket-Protocol",
-        WRPC_SUBPROTOCOL.as_bytes(),
-    );
-    if valid_header_value(node_id.as_bytes()) {
-        push_header(&mut out, HEADER_NODE_ID, node_id.as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
-/// A whole response with a body: status line, `headers` (invalid ones skipped),
-/// `kong-node-id`, `Content-Length`, and `Connection: close` when `close`. For a `HEAD`
-/// request pass `with_body = false`: the length is still announced, the body not sent.
-pub(crate) fn response_bytes(
-    status: u16,
-    headers: &[(String, String)],
-    node_id: &str,
-    body: &[u8],
-    with_body: bool,
-    close: bool,
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + body.len());
-    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status)).as_bytes());
-    for (name, value) in headers {
-        let ours = [
-            HEADER_NODE_ID,
-            "content-length",
-            "connection",
-            "transfer-encoding",
-        ]
-        .iter()
-        .any(|n| name.eq_ignore_ascii_case(n));
-        if ours {
-            continue;
-        }
-        if valid_header_name(name) && valid_header_value(value.as_bytes()) {
-            push_header(&mut out, name, value.as_bytes());
-        } else {
-            log::warn!("dropping response header {name:?}: not a valid header name or value");
-        }
+    if let Some(protocol) = &req.subprotocol {
+        push_header(&mut out, "Sec-WebSocket-Protocol", protocol.as_bytes());
     }
     if valid_header_value(node_id.as_bytes()) {
         push_header(&mut out, HEADER_NODE_ID, node_id.as_bytes());
     }
-    push_header(
-        &mut out,
-        "Content-Length",
-        body.len().to_string().as_bytes(),
-    );
-    if close {
-        push_header(&mut out, "Connection", b"close");
-    }
     out.extend_from_slice(b"\r\n");
-    if with_body {
-        out.extend_from_slice(body);
-    }
     out
 }
 
 /// The response for a [`Rejection`]: its status, its headers, its reason as a
 /// `text/plain` body, `kong-node-id`, and `Connection: close`.
 pub fn rejection_response(rej: &Rejection, node_id: &str, with_body: bool) -> Vec<u8> {
-    let mut headers = rej.headers.clone();
-    headers.push(("Content-Type".into(), "text/plain; charset=utf-8".into()));
-    let mut body = rej.reason.clone().into_bytes();
-    body.push(b'\n');
-    response_bytes(rej.status, &headers, node_id, &body, with_body, true)
+    let resp = rej.to_response();
+    response_bytes(
+        resp.status,
+        &resp.headers,
+        node_id,
+        &resp.body,
+        with_body,
+        true,
+    )
 }

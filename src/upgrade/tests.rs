@@ -435,3 +435,64 @@ fn outlet_answer_must_carry_no_subprotocol() {
         Err(UpgradeError::BadAccept)
     ));
 }
+
+/// Kong's `/v1/outlet` upgrade request: identity in the query, no subprotocol.
+fn outlet_request(query: &str, extra: &str) -> RequestHead {
+    parse_req(
+        format!(
+            "GET /v1/outlet{query} HTTP/1.1\r\nUpgrade: websocket\r\nHost: cp:8005\r\n\
+             Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\
+             Connection: Upgrade\r\n{extra}\r\n"
+        )
+        .as_bytes(),
+    )
+}
+
+#[test]
+fn outlet_takes_no_subprotocol_and_its_101_names_none() {
+    let head = outlet_request("?node_id=a&node_hostname=h&node_version=3.9.3", "");
+    let req = check_upgrade(&head, &Endpoint::outlet()).unwrap();
+    assert_eq!(req.subprotocol, None);
+    assert_eq!(req.node, NodeIdentity::new("a", "h", "3.9.3"));
+    let text = String::from_utf8(accept_response(&req, "cp-1")).unwrap();
+    assert!(
+        !text.to_ascii_lowercase().contains("sec-websocket-protocol"),
+        "{text}"
+    );
+    let (resp, _) = parse_resp(text.as_bytes());
+    assert_eq!(resp.status, 101);
+    assert_eq!(
+        resp.header_str("sec-websocket-accept"),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    );
+}
+
+#[test]
+fn outlet_echoes_the_first_subprotocol_offered() {
+    let head = outlet_request(
+        "?node_id=a&node_version=3.9.3",
+        "Sec-WebSocket-Protocol: x.example, y\r\n",
+    );
+    let req = check_upgrade(&head, &Endpoint::outlet()).unwrap();
+    assert_eq!(req.subprotocol.as_deref(), Some("x.example"));
+    let text = String::from_utf8(accept_response(&req, "cp-1")).unwrap();
+    assert!(
+        text.contains("Sec-WebSocket-Protocol: x.example\r\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn outlet_checks_the_identity_before_the_websocket_headers() {
+    // No node_id and not even an upgrade: Kong answers 400 for the id first.
+    let head = parse_req(b"GET /v1/outlet?node_version=3.9.3 HTTP/1.1\r\nHost: cp\r\n\r\n");
+    let rej = check_upgrade(&head, &Endpoint::outlet()).unwrap_err();
+    assert_eq!(rej.status, 400);
+    assert!(rej.reason.contains("node_id"), "{rej}");
+    let head = parse_req(b"HEAD /v1/outlet?node_id=a HTTP/1.1\r\nHost: cp\r\n\r\n");
+    let rej = check_upgrade(&head, &Endpoint::outlet()).unwrap_err();
+    assert!(rej.reason.contains("node_version"), "{rej}");
+    // wRPC keeps its order: the upgrade headers first.
+    let rej = check_upgrade(&head, &Endpoint::wrpc()).unwrap_err();
+    assert!(rej.reason.contains("GET"), "{rej}");
+}

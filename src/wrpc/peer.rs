@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use super::envelope::{decode_envelope, encode_envelope, request_head, ErrorType, PayloadV1};
 use super::fair::{Bucket, FairShare, RequestRate, Turns, DEFAULT_MAX_PENDING_REQUESTS};
-use super::pending::{
-    deadline_after, is_past, Answer, AnswerSlot, Pending, Resolved, SeqCounter, Waiter,
-};
+use super::pending::{deadline_after, is_past, AnswerSlot, Pending, Resolved, SeqCounter};
+#[cfg(feature = "cp")]
+use super::pending::{Answer, Waiter};
 use super::pool::WorkerPool;
 use super::service::{Context, Entry, Lookup, Services};
 use super::stream::{OutboundStream, Streams};
@@ -192,6 +192,7 @@ impl Peer {
     /// gives up on it. It must be quick. `on_written`, if given, runs once the request has
     /// been wholly written (see [`Channel::send_shared_then`]). Returns the call's seq; on
     /// `Err` nothing was sent and neither callback runs.
+    #[cfg(feature = "cp")]
     pub(crate) fn call_async(
         &self,
         svc_id: u32,
@@ -217,6 +218,7 @@ impl Peer {
 
     /// Gives up on the call `seq` made with [`call_async`](Self::call_async): its callback
     /// gets [`WrpcError::Timeout`] unless its answer came first. True if it was waiting.
+    #[cfg(feature = "cp")]
     pub(crate) fn expire(&self, seq: u32, name: &str) -> bool {
         let timeout = Err(WrpcError::Timeout {
             name: name.to_string(),

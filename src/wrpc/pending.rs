@@ -88,7 +88,8 @@ impl AnswerSlot {
 pub(crate) enum Waiter {
     /// A caller blocked in [`AnswerSlot::wait_timeout`].
     Parked(Arc<AnswerSlot>),
-    /// Code to run with the answer; it must be quick.
+    /// Code to run with the answer; it must be quick (the control plane's pushes).
+    #[cfg_attr(not(feature = "cp"), allow(dead_code))]
     Callback(Box<dyn FnOnce(Answer) + Send>),
 }
 

@@ -156,6 +156,7 @@ pub fn event_node(e: &CpEvent) -> Option<&str> {
         | CpEvent::ConfigAcked { node_id, .. }
         | CpEvent::ConfigRejected { node_id, .. }
         | CpEvent::Ping { node_id, .. }
+        | CpEvent::Incompatible { node_id, .. }
         | CpEvent::DpDisconnected { node_id, .. } => Some(node_id),
         _ => None,
     }

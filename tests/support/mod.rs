@@ -13,6 +13,7 @@ pub fn init_logs() {
 }
 pub mod echo;
 pub mod json_cp;
+pub mod json_dp;
 pub mod logs;
 pub mod pair;
 pub mod proxy;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use dpspec::channel::{Channel, ChannelConfig, Role};
-use dpspec::http::{Listener, ServerConfig, UpgradeHandler, Upgraded};
+use dpspec::http::{Listener, ServerConfig};
 use dpspec::services::config::{
     report_metadata_response, PingCPResponse, ReportMetadataResponse, SyncConfigRequest,
     SyncConfigResponse,
@@ -19,6 +19,7 @@ use dpspec::services::negotiation::{
 use dpspec::services::{NegotiateServices, PingCP, ReportMetadata, SyncConfig};
 use dpspec::tls::{ClientAuth, Identity, ServerTls, TrustMode};
 use dpspec::upgrade::NodeIdentity;
+use dpspec::upgrade::{self, Endpoint, UpgradeHandler, Upgraded, WRPC_PATH};
 use dpspec::wrpc::{Peer, PeerConfig, Services, WorkerPool, WrpcError};
 
 use super::certs::{kong_shared, Pem};
@@ -174,7 +175,9 @@ impl ScriptCp {
             conns: tx,
             pool,
         });
-        let listener = Listener::bind(addr, tls, ServerConfig::new(CP_ID), script).unwrap();
+        let config = ServerConfig::new(CP_ID)
+            .with_route(WRPC_PATH, upgrade::route(Endpoint::wrpc(), script));
+        let listener = Listener::bind(addr, tls, config).unwrap();
         let addr = listener.local_addr();
         ScriptCp {
             listener,

@@ -9,10 +9,11 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use dpspec::http::{
     read_response_head, DialOptions, HttpLimits, Listener, ResponseHead, ServerConfig,
-    UpgradeHandler, Upgraded,
 };
 use dpspec::tls::{ClientAuth, ClientTls, Identity, ServerTls, TrustMode};
-use dpspec::upgrade::{NodeIdentity, Rejection, UpgradeRequest};
+use dpspec::upgrade::{
+    self, Endpoint, NodeIdentity, Rejection, UpgradeHandler, UpgradeRequest, Upgraded, WRPC_PATH,
+};
 use rustls::StreamOwned;
 
 use crate::support::certs::Ca;
@@ -135,7 +136,8 @@ pub fn start(config: ServerConfig, reject: Option<Rejection>) -> Cp {
     start_with(pki(), config, reject)
 }
 
-/// Starts a CP with `config` and the given TLS pair.
+/// Starts a CP with `config` and the given TLS pair; the capturing handler takes the wRPC
+/// upgrade at `/v1/wrpc`.
 pub fn start_with(
     (server_tls, client_tls): (ServerTls, ClientTls),
     config: ServerConfig,
@@ -148,7 +150,8 @@ pub fn start_with(
         admitted: admitted_tx,
         upgraded: upgraded_tx,
     });
-    let listener = Listener::bind("127.0.0.1:0", server_tls, config, handler).unwrap();
+    let config = config.with_route(WRPC_PATH, upgrade::route(Endpoint::wrpc(), handler));
+    let listener = Listener::bind("127.0.0.1:0", server_tls, config).unwrap();
     Cp {
         listener,
         admitted,

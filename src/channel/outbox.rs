@@ -16,6 +16,9 @@ use std::time::Instant;
 /// Plaintext per TLS record: the most one record carries.
 pub(crate) const RECORD: usize = 16 * 1024;
 
+/// Buffer capacity an idle connection keeps.
+const KEEP: usize = 4 * 1024;
+
 /// Plaintext sealed per step of a pump before the ciphertext is offered to the socket.
 pub(crate) const CHUNK: usize = 4 * RECORD;
 
@@ -273,6 +276,9 @@ impl Outbox {
     pub(crate) fn wrote_taken(&mut self, n: usize) {
         self.in_flight -= n.min(self.in_flight);
         self.advance(n);
+        if self.backlog() == 0 {
+            self.trim();
+        }
     }
 
     fn advance(&mut self, n: usize) {
@@ -290,10 +296,12 @@ impl Outbox {
 
     /// Lets go of big buffers once they are empty: an idle connection keeps little.
     fn trim(&mut self) {
-        if self.sealed.capacity() > 2 * CHUNK {
+        // 10,000 connections each keeping a config push's 80 KiB of buffers would hold
+        // 800 MB after the push: keep only what a small message needs.
+        if self.sealed.capacity() > KEEP {
             self.sealed = Vec::new();
         }
-        if self.scratch.capacity() > 2 * RECORD {
+        if self.scratch.capacity() > KEEP {
             self.scratch = Vec::new();
         }
         if self.frames.is_empty() && self.frames.capacity() > 64 {

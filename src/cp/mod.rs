@@ -125,6 +125,8 @@ pub(crate) struct Shared {
     pub(crate) push_pool: Arc<WorkerPool>,
     /// How many pushes are on the wire at once.
     pub(crate) window: window::Window,
+    /// The window places of pushes waiting for their answer, by connection.
+    pub(crate) places: Mutex<std::collections::HashMap<u64, push::Place>>,
     pub(crate) timer: Mutex<Option<Timer>>,
     pub(crate) stopping: AtomicBool,
 }
@@ -180,6 +182,7 @@ impl ControlPlane {
             handler_pool: Arc::new(WorkerPool::new("cp-worker", b.worker_threads, 4096)?),
             push_pool: Arc::new(WorkerPool::new("cp-push", b.push_threads, 65536)?),
             window: window::Window::new(window::PUSH_WINDOW),
+            places: Mutex::new(std::collections::HashMap::new()),
             timer: Mutex::new(None),
             stopping: AtomicBool::new(false),
         });

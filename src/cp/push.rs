@@ -117,7 +117,7 @@ fn submit_step(shared: &Arc<Shared>, conn: u64, place: Option<Place>) {
 /// A push's place in the fan-out window ([`Window`](super::window::Window)), given back
 /// once: when the message has been written, after [`SLOT_TIMEOUT`], or when the step ends
 /// without sending. The next connection in line then gets it.
-struct Place {
+pub(crate) struct Place {
     shared: std::sync::Weak<Shared>,
     given_back: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -255,8 +255,19 @@ fn run(shared: &Arc<Shared>, conn: u64, place: Option<Place>) {
         hash: current.hashes.config.clone(),
     });
     log::debug!("pushing config {version} to {node_id} (connection {conn})");
+    // A protocol that answers holds its place until the answer (`finish`): that is what
+    // paces a fan-out, since the socket takes a whole config long before the data plane
+    // has read it. One that does not answer holds it until its message is written.
+    let answers = !link.ping_accepts();
     let written = place.share();
-    let on_written: crate::channel::Written = Box::new(move |_| written.give_back());
+    let on_written: crate::channel::Written = Box::new(move |_| {
+        if !answers {
+            written.give_back();
+        }
+    });
+    if answers {
+        lock(&shared.places).insert(conn, place.share());
+    }
     let slow = place.share();
     shared.at(Instant::now() + SLOT_TIMEOUT, move |_| slow.give_back());
     match link.send(shared, conn, &node_id, &current, on_written) {
@@ -312,6 +323,10 @@ pub(crate) fn finish(
     outcome: PushOutcome,
     event: Option<CpEvent>,
 ) {
+    let place = lock(&shared.places).remove(&conn);
+    if let Some(place) = place {
+        place.give_back();
+    }
     let failed = matches!(outcome, PushOutcome::Failed(_));
     shared.registry.update(conn, |e| {
         if let Some(p) = e.info.last_push.as_mut() {

@@ -14,6 +14,12 @@
 //! | services | [`services`], [`config`] | negotiation and config messages, Kong's config hash |
 //! | roles | `dp`, `cp` | `DataPlane` and `ControlPlane` (features `dp` and `cp`, both on by default) |
 //!
+//! Two message protocols run over the same stack ([`Protocol`]): wRPC at `/v1/wrpc`
+//! (Kong 3.0 and 3.1) and Kong's JSON protocol at `/v1/outlet` (Kong 2.3 to 3.9). A
+//! `DataPlane` picks one (`auto` by default: Kong 3.0's `HEAD /v1/wrpc` probe, 404 means
+//! JSON), a `ControlPlane` serves both on one listener, and the roles' API is the same
+//! for either; the README has the table of Kong releases.
+//!
 //! Where Kong's Lua nodes, Kong's Go library and the published spec disagree, the docs of
 //! the item concerned say what Kong does and which way this crate goes.
 //!

@@ -263,22 +263,7 @@ pub fn connect_json_dp(
     port: u16,
     tls: &ClientTls,
 ) -> Result<Channel, String> {
-    let node = NodeIdentity::new(dpspec::random::uuid_v4(), format!("dp-{i}"), "3.9.3");
-    let mut opts = DialOptions::new(host, port, tls.clone(), node);
-    opts.connect_timeout = Duration::from_secs(30);
-    let dialed = dial(&opts, &UpgradeTarget::outlet()).map_err(|e| e.to_string())?;
-    let (channel, reader) = Channel::new(
-        dialed.session,
-        dialed.sock,
-        dialed.leftover,
-        Role::Client,
-        ChannelConfig {
-            max_message_size: 16 * 1024 * 1024,
-            label: format!("dp-{i}"),
-            ..ChannelConfig::default()
-        },
-    )
-    .map_err(|e| e.to_string())?;
+    let (channel, reader) = dial_channel(i, host, port, tls, "3.9.3", &UpgradeTarget::outlet())?;
     let sink = JsonSink {
         channel: channel.clone(),
         verify: i % 1000 == 0,
@@ -291,6 +276,33 @@ pub fn connect_json_dp(
         .send_ping(&dpspec::outlet::ping_payload(None))
         .map_err(|e| e.to_string())?;
     Ok(channel)
+}
+
+/// Dials DP `i` (hostname `dp-<i>`, Kong `version`) at `target` and makes its channel.
+fn dial_channel(
+    i: usize,
+    host: &str,
+    port: u16,
+    tls: &ClientTls,
+    version: &str,
+    target: &UpgradeTarget,
+) -> Result<(Channel, dpspec::channel::Reader), String> {
+    let node = NodeIdentity::new(dpspec::random::uuid_v4(), format!("dp-{i}"), version);
+    let mut opts = DialOptions::new(host, port, tls.clone(), node);
+    opts.connect_timeout = Duration::from_secs(30);
+    let dialed = dial(&opts, target).map_err(|e| e.to_string())?;
+    Channel::new(
+        dialed.session,
+        dialed.sock,
+        dialed.leftover,
+        Role::Client,
+        ChannelConfig {
+            max_message_size: 16 * 1024 * 1024,
+            label: format!("dp-{i}"),
+            ..ChannelConfig::default()
+        },
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// Acks each `reconfigure` with a ping carrying its hash.
@@ -353,26 +365,8 @@ pub fn connect_dp(
     tls: &ClientTls,
     pool: &Arc<WorkerPool>,
 ) -> Result<Peer, String> {
-    let node = NodeIdentity::new(
-        dpspec::random::uuid_v4(),
-        format!("dp-{i}"),
-        dpspec::dp::DEFAULT_KONG_VERSION,
-    );
-    let mut opts = DialOptions::new(host, port, tls.clone(), node);
-    opts.connect_timeout = Duration::from_secs(30);
-    let dialed = dial(&opts, &UpgradeTarget::wrpc()).map_err(|e| e.to_string())?;
-    let (channel, reader) = Channel::new(
-        dialed.session,
-        dialed.sock,
-        dialed.leftover,
-        Role::Client,
-        ChannelConfig {
-            max_message_size: 16 * 1024 * 1024,
-            label: format!("dp-{i}"),
-            ..ChannelConfig::default()
-        },
-    )
-    .map_err(|e| e.to_string())?;
+    let version = dpspec::dp::DEFAULT_KONG_VERSION;
+    let (channel, reader) = dial_channel(i, host, port, tls, version, &UpgradeTarget::wrpc())?;
     let services = Services::new();
     let verify = i % 1000 == 0;
     services.handle::<SyncConfig, _>(move |_, req| {

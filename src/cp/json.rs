@@ -39,36 +39,8 @@ use crate::outlet::reconfigure::timestamp;
 use crate::outlet::EncodedReconfigure;
 use crate::outlet::{check_ping, json_version_gate, max_frame_for, parse_basic_info, BasicInfo};
 use crate::services::gate::SyncStatus;
-use crate::upgrade::{Rejection, UpgradeHandler, UpgradeRequest, Upgraded};
+use crate::upgrade::Upgraded;
 use crate::Protocol;
-
-/// The control plane's [`UpgradeHandler`] for `/v1/outlet`.
-pub(crate) struct Handler {
-    shared: Weak<Shared>,
-}
-
-impl Handler {
-    pub(crate) fn new(shared: &Arc<Shared>) -> Handler {
-        Handler {
-            shared: Arc::downgrade(shared),
-        }
-    }
-}
-
-impl UpgradeHandler for Handler {
-    fn admit(&self, req: &UpgradeRequest) -> Result<(), Rejection> {
-        match self.shared.upgrade() {
-            Some(shared) => session::admit(&shared, req),
-            None => Err(session::shutting_down()),
-        }
-    }
-
-    fn upgraded(&self, up: Upgraded) {
-        if let Some(shared) = self.shared.upgrade() {
-            run(&shared, up);
-        }
-    }
-}
 
 /// A JSON connection as the push scheduler sees it.
 struct JsonLink {
@@ -165,7 +137,7 @@ fn frame(config: &CurrentConfig) -> Option<&EncodedReconfigure> {
 }
 
 /// Serves one connection on this thread until it ends.
-fn run(shared: &Arc<Shared>, up: Upgraded) {
+pub(crate) fn run(shared: &Arc<Shared>, up: Upgraded) {
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let node = up.node;
     let mut cfg = shared.json_channel.clone();

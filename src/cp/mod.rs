@@ -195,11 +195,11 @@ impl ControlPlane {
         config.write_timeout = b.write_timeout;
         config.max_handshakes = b.max_handshakes;
         if b.wrpc {
-            let handler = Arc::new(wrpc::Handler::new(&shared));
+            let handler = Arc::new(session::Handler::new(&shared, wrpc::run));
             config = config.with_route(WRPC_PATH, upgrade::route(Endpoint::wrpc(), handler));
         }
         if b.json {
-            let handler = Arc::new(json::Handler::new(&shared));
+            let handler = Arc::new(session::Handler::new(&shared, json::run));
             config = config.with_route(OUTLET_PATH, upgrade::route(Endpoint::outlet(), handler));
         }
         let listener = match Listener::bind(b.listen.as_str(), tls, config) {

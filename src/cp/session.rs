@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Instant, SystemTime};
 
 use super::events::CpEvent;
@@ -14,7 +14,7 @@ use super::registry::{Entry, NodeInfo, PushOutcome};
 use super::{Shared, CLOSE_POLICY};
 use crate::channel::Ended;
 use crate::services::gate::SyncStatus;
-use crate::upgrade::{NodeIdentity, Rejection, UpgradeRequest};
+use crate::upgrade::{NodeIdentity, Rejection, UpgradeHandler, UpgradeRequest, Upgraded};
 use crate::Protocol;
 
 /// The admission check of every upgrade: the node's connection cap (`429` past it).
@@ -40,6 +40,37 @@ fn too_many(node_id: &str, held: usize, cap: usize) -> Rejection {
         ),
     )
     .with_header("Retry-After", "5")
+}
+
+/// The control plane's [`UpgradeHandler`] for one protocol's path: admission is shared,
+/// and `run` is that protocol driver's connection.
+pub(crate) struct Handler {
+    shared: Weak<Shared>,
+    run: fn(&Arc<Shared>, Upgraded),
+}
+
+impl Handler {
+    pub(crate) fn new(shared: &Arc<Shared>, run: fn(&Arc<Shared>, Upgraded)) -> Handler {
+        Handler {
+            shared: Arc::downgrade(shared),
+            run,
+        }
+    }
+}
+
+impl UpgradeHandler for Handler {
+    fn admit(&self, req: &UpgradeRequest) -> Result<(), Rejection> {
+        match self.shared.upgrade() {
+            Some(shared) => admit(&shared, req),
+            None => Err(shutting_down()),
+        }
+    }
+
+    fn upgraded(&self, up: Upgraded) {
+        if let Some(shared) = self.shared.upgrade() {
+            (self.run)(&shared, up);
+        }
+    }
 }
 
 /// The control plane's answer when it is going away.

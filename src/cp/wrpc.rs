@@ -9,7 +9,7 @@
 
 use std::any::Any;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Instant;
 
 use prost::encoding::{encoded_len_varint, int32, key_len};
@@ -31,39 +31,11 @@ use crate::services::negotiation::CONFIG_SERVICE_NAME;
 use crate::services::{
     ConfigService, GetCapabilities, NegotiateServices, PingCP, ReportMetadata, SyncConfig,
 };
-use crate::upgrade::{Rejection, UpgradeHandler, UpgradeRequest, Upgraded};
+use crate::upgrade::Upgraded;
 use crate::wrpc::envelope::PayloadV1;
 use crate::wrpc::pending::Answer;
 use crate::wrpc::{HandlerError, Peer, PeerConfig, Rpc, Services, WrpcError};
 use crate::{Error, Protocol, Result};
-
-/// The control plane's [`UpgradeHandler`] for `/v1/wrpc`.
-pub(crate) struct Handler {
-    shared: Weak<Shared>,
-}
-
-impl Handler {
-    pub(crate) fn new(shared: &Arc<Shared>) -> Handler {
-        Handler {
-            shared: Arc::downgrade(shared),
-        }
-    }
-}
-
-impl UpgradeHandler for Handler {
-    fn admit(&self, req: &UpgradeRequest) -> Result<(), Rejection> {
-        match self.shared.upgrade() {
-            Some(shared) => session::admit(&shared, req),
-            None => Err(session::shutting_down()),
-        }
-    }
-
-    fn upgraded(&self, up: Upgraded) {
-        if let Some(shared) = self.shared.upgrade() {
-            run(&shared, up);
-        }
-    }
-}
 
 /// A wRPC connection as the push scheduler sees it: its peer.
 struct WrpcLink(Peer);
@@ -235,7 +207,7 @@ fn complete(shared: &Arc<Shared>, conn: u64, node_id: &str, version: u64, answer
 }
 
 /// Serves one connection on this thread until it ends.
-fn run(shared: &Arc<Shared>, up: Upgraded) {
+pub(crate) fn run(shared: &Arc<Shared>, up: Upgraded) {
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let node = up.node;
     let mut cfg = shared.channel.clone();

@@ -1,7 +1,7 @@
 //! A control plane: listens for data planes of both protocols (wRPC at `/v1/wrpc`, Kong's
 //! JSON protocol at `/v1/outlet`), pushes a declarative config to them, and prints one
-//! JSON object per event on stdout (logs go to stderr); `dp_connected` says which
-//! protocol the data plane speaks.
+//! JSON object per event on stdout (logs go to stderr); every line about a connection
+//! carries the `protocol` its data plane speaks.
 //!
 //! ```text
 //! cargo run --example cp -- --listen 127.0.0.1:8005 \
@@ -252,12 +252,24 @@ fn main() -> ExitCode {
         }
     }
     let stdout = std::io::stdout();
+    // Every event line of a connection names its protocol, learned when it connected.
+    let mut protocols = std::collections::HashMap::new();
     for event in events {
-        let mut out = stdout.lock();
-        if writeln!(out, "{}", to_json(&event))
-            .and_then(|()| out.flush())
-            .is_err()
+        let mut line = to_json(&event);
+        if let CpEvent::DpConnected { conn, protocol, .. } = &event {
+            protocols.insert(*conn, protocol.as_str());
+        }
+        let conn = line["conn"].as_u64();
+        if let (Some(protocol), Some(obj)) =
+            (conn.and_then(|c| protocols.get(&c)), line.as_object_mut())
         {
+            obj.insert("protocol".into(), json!(protocol));
+        }
+        if let CpEvent::DpDisconnected { conn, .. } = &event {
+            protocols.remove(conn);
+        }
+        let mut out = stdout.lock();
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
             break;
         }
     }

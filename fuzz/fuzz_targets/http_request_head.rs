@@ -12,7 +12,10 @@
 use std::io::{Cursor, Read};
 
 use dpspec::http::{read_request_head, read_response_head, HttpLimits};
-use dpspec::upgrade::{accept_response, check_request, check_response, rejection_response};
+use dpspec::upgrade::{
+    accept_response, check_request, check_response, check_upgrade, rejection_response, Endpoint,
+    UpgradeTarget,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// Hands out its bytes at most `chunk` per read.
@@ -69,7 +72,27 @@ fuzz_target!(|input: &[u8]| {
                         .expect("our 101 must parse");
                 assert!(rest.is_empty());
                 assert_eq!(rh.status, 101);
-                check_response(&rh, &req.key).expect("our 101 must pass the DP's check");
+                check_response(&rh, &req.key, &UpgradeTarget::wrpc())
+                    .expect("our 101 must pass the DP's check");
+            }
+            Err(rej) => {
+                let resp = rejection_response(&rej, "cp-node", true);
+                let (rh, _) = read_response_head(&mut Cursor::new(&resp), &HttpLimits::default())
+                    .expect("our refusal must parse");
+                assert_eq!(rh.status, rej.status);
+            }
+        }
+        // The same head at /v1/outlet (Kong's JSON protocol).
+        match check_upgrade(head, &Endpoint::outlet()) {
+            Ok(req) => {
+                let resp = accept_response(&req, "cp-node");
+                let (rh, _) = read_response_head(&mut Cursor::new(&resp), &HttpLimits::default())
+                    .expect("our 101 must parse");
+                assert_eq!(rh.status, 101);
+                if req.subprotocol.is_none() {
+                    check_response(&rh, &req.key, &UpgradeTarget::outlet())
+                        .expect("our 101 must pass the DP's check");
+                }
             }
             Err(rej) => {
                 let resp = rejection_response(&rej, "cp-node", true);

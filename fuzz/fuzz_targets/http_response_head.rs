@@ -13,7 +13,7 @@ use std::io::{Cursor, Read};
 
 use dpspec::http::{read_response_head, HttpLimits};
 use dpspec::proxy::read_connect_answer;
-use dpspec::upgrade::check_response;
+use dpspec::upgrade::{check_response, UpgradeTarget};
 use libfuzzer_sys::fuzz_target;
 
 /// The key of RFC 6455's example; its accept value is `s3pPLMBiTxaQ9kYGzzhZRbK+xOo=`.
@@ -55,7 +55,8 @@ fuzz_target!(|input: &[u8]| {
         assert!(data[end..].starts_with(leftover));
         assert!(data[end..].starts_with(leftover2));
         if head.status == 101 {
-            let _ = check_response(head, KEY);
+            let _ = check_response(head, KEY, &UpgradeTarget::wrpc());
+            let _ = check_response(head, KEY, &UpgradeTarget::outlet());
         }
     }
 

@@ -14,7 +14,7 @@ use std::io::{Cursor, Read};
 use dpspec::http::{read_request_head, read_response_head, HttpLimits};
 use dpspec::upgrade::{
     accept_response, check_request, check_response, check_upgrade, rejection_response, Endpoint,
-    UpgradeTarget,
+    Rejection, UpgradeRequest, UpgradeTarget,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -64,42 +64,34 @@ fuzz_target!(|input: &[u8]| {
         assert!(data[end..].starts_with(leftover));
         assert!(data[end..].starts_with(leftover2));
 
-        match check_request(head) {
-            Ok(req) => {
-                let resp = accept_response(&req, "cp-node");
-                let (rh, rest) =
-                    read_response_head(&mut Cursor::new(&resp), &HttpLimits::default())
-                        .expect("our 101 must parse");
-                assert!(rest.is_empty());
-                assert_eq!(rh.status, 101);
-                check_response(&rh, &req.key, &UpgradeTarget::wrpc())
-                    .expect("our 101 must pass the DP's check");
-            }
-            Err(rej) => {
-                let resp = rejection_response(&rej, "cp-node", true);
-                let (rh, _) = read_response_head(&mut Cursor::new(&resp), &HttpLimits::default())
-                    .expect("our refusal must parse");
-                assert_eq!(rh.status, rej.status);
-            }
-        }
+        answer_passes_the_dps_check(check_request(head), &UpgradeTarget::wrpc());
         // The same head at /v1/outlet (Kong's JSON protocol).
-        match check_upgrade(head, &Endpoint::outlet()) {
-            Ok(req) => {
-                let resp = accept_response(&req, "cp-node");
-                let (rh, _) = read_response_head(&mut Cursor::new(&resp), &HttpLimits::default())
-                    .expect("our 101 must parse");
-                assert_eq!(rh.status, 101);
-                if req.subprotocol.is_none() {
-                    check_response(&rh, &req.key, &UpgradeTarget::outlet())
-                        .expect("our 101 must pass the DP's check");
-                }
-            }
-            Err(rej) => {
-                let resp = rejection_response(&rej, "cp-node", true);
-                let (rh, _) = read_response_head(&mut Cursor::new(&resp), &HttpLimits::default())
-                    .expect("our refusal must parse");
-                assert_eq!(rh.status, rej.status);
-            }
-        }
+        answer_passes_the_dps_check(
+            check_upgrade(head, &Endpoint::outlet()),
+            &UpgradeTarget::outlet(),
+        );
     }
 });
+
+/// The CP's answer to a checked request parses; a 101 passes the DP's check for `target`
+/// (when the DP would have offered what the request did), a refusal keeps its status.
+fn answer_passes_the_dps_check(checked: Result<UpgradeRequest, Rejection>, target: &UpgradeTarget) {
+    match checked {
+        Ok(req) => {
+            let resp = accept_response(&req, "cp-node");
+            let (rh, rest) = read_response_head(&mut Cursor::new(&resp), &HttpLimits::default())
+                .expect("our 101 must parse");
+            assert!(rest.is_empty());
+            assert_eq!(rh.status, 101);
+            if req.subprotocol == target.subprotocol {
+                check_response(&rh, &req.key, target).expect("our 101 must pass the DP's check");
+            }
+        }
+        Err(rej) => {
+            let resp = rejection_response(&rej, "cp-node", true);
+            let (rh, _) = read_response_head(&mut Cursor::new(&resp), &HttpLimits::default())
+                .expect("our refusal must parse");
+            assert_eq!(rh.status, rej.status);
+        }
+    }
+}

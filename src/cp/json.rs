@@ -25,16 +25,13 @@
 //! Pongs from the data plane are ignored (a Kong control plane would close on them;
 //! Kong data planes never send them).
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Instant, SystemTime};
 
 use super::events::CpEvent;
 use super::push::{self, CurrentConfig, Link, Ready, Sent};
 use super::{session, Shared, CLOSE_POLICY};
-use crate::channel::{
-    close_code, lock, Channel, CloseRequest, Ended, MessageSink, Pong, Role, Written,
-};
+use crate::channel::{close_code, lock, Channel, CloseRequest, Ended, MessageSink, Pong, Written};
 use crate::outlet::reconfigure::timestamp;
 use crate::outlet::EncodedReconfigure;
 use crate::outlet::{check_ping, json_version_gate, max_frame_for, parse_basic_info, BasicInfo};
@@ -138,17 +135,15 @@ fn frame(config: &CurrentConfig) -> Option<&EncodedReconfigure> {
 
 /// Serves one connection on this thread until it ends.
 pub(crate) fn run(shared: &Arc<Shared>, up: Upgraded) {
-    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    let node = up.node;
-    let mut cfg = shared.json_channel.clone();
-    cfg.label = format!("dp {} {} #{conn}", node.node_id, up.peer_addr);
-    let (channel, reader) = match Channel::new(up.session, up.sock, up.leftover, Role::Server, cfg)
-    {
-        Ok(pair) => pair,
-        Err(e) => {
-            log::warn!("connection from {} failed: {e}", up.peer_addr);
-            return;
-        }
+    let Some(session::Opened {
+        conn,
+        node,
+        addr,
+        channel,
+        reader,
+    }) = session::open(shared, up, &shared.json_channel)
+    else {
+        return;
     };
     let link = Arc::new(JsonLink {
         channel,
@@ -159,7 +154,7 @@ pub(crate) fn run(shared: &Arc<Shared>, up: Upgraded) {
         shared,
         conn,
         &node,
-        up.peer_addr,
+        addr,
         Protocol::Json,
         link,
         "basic_info",

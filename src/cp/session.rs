@@ -12,7 +12,7 @@ use super::events::CpEvent;
 use super::push::{self, Link};
 use super::registry::{Entry, NodeInfo, PushOutcome};
 use super::{Shared, CLOSE_POLICY};
-use crate::channel::Ended;
+use crate::channel::{Channel, ChannelConfig, Ended, Reader, Role};
 use crate::services::gate::SyncStatus;
 use crate::upgrade::{NodeIdentity, Rejection, UpgradeHandler, UpgradeRequest, Upgraded};
 use crate::Protocol;
@@ -69,6 +69,36 @@ impl UpgradeHandler for Handler {
     fn upgraded(&self, up: Upgraded) {
         if let Some(shared) = self.shared.upgrade() {
             (self.run)(&shared, up);
+        }
+    }
+}
+
+/// A new connection, ready to be served by its driver.
+pub(crate) struct Opened {
+    pub(crate) conn: u64,
+    pub(crate) node: NodeIdentity,
+    pub(crate) addr: SocketAddr,
+    pub(crate) channel: Channel,
+    pub(crate) reader: Reader,
+}
+
+/// Gives an upgraded connection its id and its channel (settings `base`, labelled for
+/// logs); `None`, logged, when the channel cannot be made.
+pub(crate) fn open(shared: &Shared, up: Upgraded, base: &ChannelConfig) -> Option<Opened> {
+    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let mut cfg = base.clone();
+    cfg.label = format!("dp {} {} #{conn}", up.node.node_id, up.peer_addr);
+    match Channel::new(up.session, up.sock, up.leftover, Role::Server, cfg) {
+        Ok((channel, reader)) => Some(Opened {
+            conn,
+            node: up.node,
+            addr: up.peer_addr,
+            channel,
+            reader,
+        }),
+        Err(e) => {
+            log::warn!("connection from {} failed: {e}", up.peer_addr);
+            None
         }
     }
 }

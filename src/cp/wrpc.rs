@@ -8,7 +8,6 @@
 //! INVALID_RPC. ReportMetadata enables pushes; PingCP feeds the shared ping bookkeeping.
 
 use std::any::Any;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +18,7 @@ use super::events::CpEvent;
 use super::push::{self, CurrentConfig, Link, Ready, Sent};
 use super::registry::PushOutcome;
 use super::{session, Shared};
-use crate::channel::{Channel, Role, Written};
+use crate::channel::{Channel, Written};
 use crate::config::EncodedConfig;
 use crate::services::config::report_metadata_response::Response as MetadataAnswer;
 use crate::services::config::{
@@ -208,17 +207,15 @@ fn complete(shared: &Arc<Shared>, conn: u64, node_id: &str, version: u64, answer
 
 /// Serves one connection on this thread until it ends.
 pub(crate) fn run(shared: &Arc<Shared>, up: Upgraded) {
-    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    let node = up.node;
-    let mut cfg = shared.channel.clone();
-    cfg.label = format!("dp {} {} #{conn}", node.node_id, up.peer_addr);
-    let (channel, reader) = match Channel::new(up.session, up.sock, up.leftover, Role::Server, cfg)
-    {
-        Ok(pair) => pair,
-        Err(e) => {
-            log::warn!("connection from {} failed: {e}", up.peer_addr);
-            return;
-        }
+    let Some(session::Opened {
+        conn,
+        node,
+        addr,
+        channel,
+        reader,
+    }) = session::open(shared, up, &shared.channel)
+    else {
+        return;
     };
     let services = Services::new();
     let peer = Peer::new(
@@ -243,7 +240,7 @@ pub(crate) fn run(shared: &Arc<Shared>, up: Upgraded) {
         shared,
         conn,
         &node,
-        up.peer_addr,
+        addr,
         Protocol::Wrpc,
         link,
         "ReportMetadata",

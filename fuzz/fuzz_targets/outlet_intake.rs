@@ -41,7 +41,10 @@ fn reconfigure(frame: &[u8]) {
             match decode_reconfigure(&enc.gzipped, enc.json_len) {
                 Ok(Decoded::Reconfigure(back)) => {
                     assert_eq!(serde_json::Value::Object(back.config), expected);
-                    assert_eq!(back.config_hash.as_deref(), Some(enc.hashes.config.as_str()));
+                    assert_eq!(
+                        back.config_hash.as_deref(),
+                        Some(enc.hashes.config.as_str())
+                    );
                 }
                 other => panic!("re-encoded reconfigure decoded as {other:?}"),
             }

@@ -626,15 +626,25 @@ fn a_peer_that_never_reads_is_dropped_at_its_write_timeout() {
     let ping = prost::Message::encode_to_vec(&PingCPRequest {
         hash: "0".repeat(32),
     });
-    for seq in 3..200_000u32 {
-        let msg = PayloadV1::request(
+    'flood: for seq in 3..200_000u32 {
+        let msg = encode_envelope(&PayloadV1::request(
             PingCP::SERVICE_ID,
             PingCP::RPC_ID,
             seq,
             deadline,
             ping.clone(),
-        );
-        if channel.send(&encode_envelope(&msg)).is_err() {
+        ));
+        // The flooder waits for room in its own outbox rather than drop itself as not
+        // reading: the CP stops reading it long before the CP is the one to give up.
+        loop {
+            let until = Instant::now() + Duration::from_millis(200);
+            match channel.wait_for_room(msg.len() + 16, until) {
+                Ok(()) => break,
+                Err(_) if channel.ended().is_none() && started.elapsed() < PATIENCE * 2 => {}
+                Err(_) => break 'flood,
+            }
+        }
+        if channel.send(&msg).is_err() {
             break;
         }
         if seq % 1000 == 0 && channel.ended().is_some() {

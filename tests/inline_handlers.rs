@@ -87,3 +87,61 @@ fn an_inline_handler_calling_its_own_peer_is_refused_at_once_not_left_to_time_ou
     // Refused with the reason, not timed out ("no answer before the deadline").
     assert!(resp.s.contains("reader thread"), "{}", resp.s);
 }
+
+/// A server whose peer reads at most `per_second` requests a second after a burst of 2;
+/// `services` answers Echo inline or on a worker.
+fn rate_limited_pair(
+    services: Services,
+    per_second: u32,
+) -> (dpspec::wrpc::Peer, dpspec::wrpc::Peer) {
+    use dpspec::wrpc::{Peer, PeerConfig, RequestRate};
+    let cfg = dpspec::channel::ChannelConfig::default();
+    let ((cc, cr), (sc, sr)) = support::pair::channel_pair(cfg.clone(), cfg);
+    let limited = PeerConfig {
+        max_request_rate: Some(RequestRate {
+            per_second,
+            burst: 2,
+        }),
+        ..PeerConfig::default()
+    };
+    let client = Peer::new(
+        cc,
+        Services::new(),
+        support::echo::pool(),
+        PeerConfig::default(),
+    );
+    let server = Peer::new(sc, services, support::echo::pool(), limited);
+    client.spawn(cr).unwrap();
+    server.spawn(sr).unwrap();
+    (client, server)
+}
+
+#[test]
+fn inline_and_worker_handlers_are_both_held_to_the_request_rate() {
+    let on_worker = Services::new();
+    on_worker.handle::<Echo, _>(|_, req| Ok(EchoResponse { s: req.s }));
+    for (what, services) in [("inline", inline_echo()), ("worker", on_worker)] {
+        let (client, _server) = rate_limited_pair(services, 20);
+        let started = std::time::Instant::now();
+        std::thread::scope(|scope| {
+            for i in 0..8 {
+                let client = client.clone();
+                scope.spawn(move || {
+                    client
+                        .call_timeout::<Echo>(
+                            &EchoRequest { s: i.to_string() },
+                            Duration::from_secs(30),
+                        )
+                        .unwrap();
+                });
+            }
+        });
+        // Two come at once, the other six at 20 a second: the last at 300 ms or later,
+        // however fast or busy the machine.
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(290),
+            "{what}: 8 calls in {took:?}"
+        );
+    }
+}

@@ -315,15 +315,19 @@ fn negotiate(
 
 /// Serves the config service on this connection: GetCapabilities, PingCP and
 /// ReportMetadata; SyncConfig is the control plane's to call, so it is left unhandled.
+/// GetCapabilities and PingCP run on the reader thread: they only record what came and
+/// never wait, and a ping is most of what a connected data plane ever sends, so serving
+/// it there saves two thread wake-ups per ping (and a peer that pings at its rate limit
+/// costs the worker pool nothing).
 fn add_config_service(shared: &Arc<Shared>, conn: u64, services: &Services) {
     services.declare(ConfigService::ID);
-    services.handle::<GetCapabilities, _>(|_, _| {
+    services.handle_inline::<GetCapabilities, _>(|_, _| {
         Ok(GetCapabilitiesResponse {
             capabilities: vec![Capability::BulkUpdate as i32],
         })
     });
     let weak = Arc::downgrade(shared);
-    services.handle::<PingCP, _>(move |_, req| {
+    services.handle_inline::<PingCP, _>(move |_, req| {
         let shared = weak
             .upgrade()
             .ok_or_else(|| HandlerError::new("shutting down"))?;

@@ -84,6 +84,10 @@ pub struct RequestRate {
     pub burst: u32,
 }
 
+/// The shortest rest of a reader whose peer is at its request rate (at 200 requests a
+/// second, four requests come in each wake-up).
+pub(crate) const THROTTLED_REST: Duration = Duration::from_millis(20);
+
 /// A token bucket over [`RequestRate`], without I/O: time is passed in.
 #[derive(Debug)]
 pub(crate) struct Bucket {
@@ -106,7 +110,9 @@ impl Bucket {
         }
     }
 
-    /// Takes a token at `now`, or says how long until one is there.
+    /// Takes a token at `now`, or says how long to rest: until a token is there, and at
+    /// least [`THROTTLED_REST`], so that a peer held at its rate costs its reader one
+    /// wake-up per few requests rather than one per request.
     pub(crate) fn take(&mut self, now: Instant) -> Result<(), Duration> {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.at = self.at.max(now);
@@ -116,7 +122,7 @@ impl Bucket {
             self.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / rate))
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / rate).max(THROTTLED_REST))
         }
     }
 }
@@ -187,6 +193,7 @@ mod tests {
         }
         let wait = b.take(t0).unwrap_err();
         assert!(wait > Duration::from_millis(90) && wait <= Duration::from_millis(100));
+        assert!(b.take(t0 + Duration::from_millis(95)).unwrap_err() == THROTTLED_REST);
         assert!(b.take(t0 + Duration::from_millis(100)).is_ok());
         assert!(b.take(t0 + Duration::from_millis(150)).is_err());
         // A long quiet spell refills to the burst, no more.

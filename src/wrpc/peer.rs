@@ -420,7 +420,12 @@ impl Peer {
             }
         });
         if inline {
-            return job();
+            // No worker is taken, but the rate and the backlog hold all the same: an
+            // inline request is as much work as any for this reader.
+            if self.admit() {
+                job();
+            }
+            return;
         }
         if !self.take_share() {
             return;
@@ -532,6 +537,15 @@ impl Peer {
             );
         }
         let gone = || channel.is_going() || channel.ended().is_some();
+        self.admit() && fair.acquire(gone)
+    }
+
+    /// Waits, on the reader, until this connection may have one more request served: the
+    /// request rate allows it and fewer than [`PAUSE_BACKLOG`] bytes of answers wait to be
+    /// written. False when the connection is going away meanwhile.
+    fn admit(&self) -> bool {
+        let channel = &self.inner.channel;
+        let gone = || channel.is_going() || channel.ended().is_some();
         if let Some(bucket) = &self.inner.bucket {
             loop {
                 let wait = lock(bucket).take(std::time::Instant::now());
@@ -543,10 +557,7 @@ impl Peer {
                 }
             }
         }
-        if !channel.wait_backlog_below(PAUSE_BACKLOG, gone) {
-            return false;
-        }
-        fair.acquire(gone)
+        channel.wait_backlog_below(PAUSE_BACKLOG, gone)
     }
 }
 

@@ -196,9 +196,12 @@ impl Services {
     /// by about a third), but the connection reads nothing while the handler runs. Its
     /// answer goes into the outbox like any other (it never waits on the peer). Only for
     /// handlers that never block and finish in microseconds (an echo, a ping); use
-    /// [`Services::handle`] for everything else. An inline handler cannot call its own
-    /// peer: the answer could only be read by the thread that would wait for it, so such
-    /// a call fails at once.
+    /// [`Services::handle`] for everything else. It takes no share of the worker pool,
+    /// but counts toward the connection's request rate
+    /// ([`PeerConfig::max_request_rate`](super::PeerConfig::max_request_rate)) and waits
+    /// while the connection's answers back up, like any request. An inline handler
+    /// cannot call its own peer: the answer could only be read by the thread that would
+    /// wait for it, so such a call fails at once.
     pub fn handle_inline<R, F>(&self, handler: F) -> &Self
     where
         R: Rpc,

@@ -202,7 +202,7 @@ fn any_payload() -> impl Strategy<Value = PayloadV1> {
                     ack,
                     deadline,
                     payload_encoding: enc,
-                    payloads,
+                    payloads: payloads.into_iter().map(Into::into).collect(),
                     stream_id,
                 }
             },

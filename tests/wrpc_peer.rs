@@ -225,7 +225,7 @@ fn fatal_cases() -> Vec<(Vec<u8>, &'static str, bool)> {
     };
     let raw = |w: WebsocketPayload| prost::Message::encode_to_vec(&w);
     let mut two_payloads = PayloadV1::response(1, 1, 1, 3, vec![1]);
-    two_payloads.payloads.push(vec![2]);
+    two_payloads.payloads.push(vec![2].into());
     let mut response_deadline = PayloadV1::response(1, 1, 1, 3, vec![]);
     response_deadline.deadline = 5;
     let mut error_without_error = PayloadV1::error(1, 1, 1, 3, ErrorType::Generic, "x");

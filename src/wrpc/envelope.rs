@@ -12,6 +12,7 @@
 //! Decoding accepts anything protobuf allows: fields in any order, zero values written
 //! explicitly and empty sub-messages, which is what Kong's Lua encoder produces.
 
+use bytes::Bytes;
 use prost::Message;
 
 /// Version of the envelope ([`WebsocketPayload::version`]). Only V1 exists.
@@ -120,9 +121,10 @@ pub struct PayloadV1 {
     #[prost(enumeration = "Encoding", tag = "8")]
     pub payload_encoding: i32,
     /// The encoded request or response. Repeated in the protocol definition, singular in
-    /// Kong: one element looks the same on the wire either way.
-    #[prost(bytes = "vec", repeated, tag = "9")]
-    pub payloads: Vec<Vec<u8>>,
+    /// Kong: one element looks the same on the wire either way. Decoded with
+    /// [`decode_envelope_owned`], each element shares the message's buffer.
+    #[prost(bytes = "bytes", repeated, tag = "9")]
+    pub payloads: Vec<Bytes>,
     /// For stream messages, the `seq` of the stream's STREAM_BEGIN; 0 otherwise.
     #[prost(uint32, tag = "10")]
     pub stream_id: u32,
@@ -141,7 +143,7 @@ impl PayloadV1 {
             ack: 0,
             deadline,
             payload_encoding: Encoding::Proto3 as i32,
-            payloads: vec![body],
+            payloads: vec![Bytes::from(body)],
             stream_id: 0,
         }
     }
@@ -158,7 +160,7 @@ impl PayloadV1 {
             ack,
             deadline: 0,
             payload_encoding: Encoding::Proto3 as i32,
-            payloads: vec![body],
+            payloads: vec![Bytes::from(body)],
             stream_id: 0,
         }
     }
@@ -218,7 +220,7 @@ impl PayloadV1 {
             ack: 0,
             deadline: 0,
             payload_encoding: Encoding::Proto3 as i32,
-            payloads: vec![body],
+            payloads: vec![Bytes::from(body)],
             stream_id,
         }
     }
@@ -242,11 +244,17 @@ impl PayloadV1 {
     /// The encoded message: the first payload element, or empty bytes when there is none
     /// (a missing payload means an empty message).
     pub fn body(&self) -> &[u8] {
-        self.payloads.first().map(Vec::as_slice).unwrap_or(&[])
+        self.payloads.first().map(|b| &b[..]).unwrap_or(&[])
+    }
+
+    /// Like [`body`](Self::body), but takes the bytes out (a copy only when they share
+    /// the buffer of a bigger message).
+    pub fn into_body(self) -> Vec<u8> {
+        self.into_body_bytes().into()
     }
 
     /// Like [`body`](Self::body), but takes the bytes out without copying them.
-    pub fn into_body(self) -> Vec<u8> {
+    pub fn into_body_bytes(self) -> Bytes {
         self.payloads.into_iter().next().unwrap_or_default()
     }
 }
@@ -294,6 +302,12 @@ pub fn encode_envelope(msg: &PayloadV1) -> Vec<u8> {
 /// is checked here; see [`super::validate::classify`] for the protocol rules.
 pub fn decode_envelope(bytes: &[u8]) -> Result<WebsocketPayload, prost::DecodeError> {
     WebsocketPayload::decode(bytes)
+}
+
+/// Like [`decode_envelope`], but takes the message: the payload elements are slices of its
+/// buffer, not copies (what the peer does with every message it receives).
+pub fn decode_envelope_owned(message: Vec<u8>) -> Result<WebsocketPayload, prost::DecodeError> {
+    WebsocketPayload::decode(Bytes::from(message))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::envelope::{decode_envelope, encode_envelope, request_head, ErrorType, PayloadV1};
+use super::envelope::{decode_envelope_owned, encode_envelope, request_head, ErrorType, PayloadV1};
 use super::fair::{Bucket, FairShare, RequestRate, Turns, DEFAULT_MAX_PENDING_REQUESTS};
 use super::pending::{deadline_after, is_past, AnswerSlot, Pending, Resolved, SeqCounter};
 #[cfg(feature = "cp")]
@@ -303,7 +303,7 @@ impl Peer {
 
     fn dispatch(&self, bytes: Vec<u8>) -> Result<(), CloseRequest> {
         let label = self.inner.channel.label();
-        let envelope = match decode_envelope(&bytes) {
+        let envelope = match decode_envelope_owned(bytes) {
             Ok(envelope) => envelope,
             Err(e) => {
                 log::warn!("{label}: closing with 1007: envelope does not decode: {e}");

@@ -324,7 +324,7 @@ mod tests {
     #[test]
     fn request_with_several_payloads_is_valid() {
         let mut p = req();
-        p.payloads.push(vec![2]);
+        p.payloads.push(vec![2].into());
         assert_eq!(classify(&wrap(p)), Ok(Kind::Request));
     }
 
@@ -399,7 +399,7 @@ mod tests {
     #[test]
     fn response_with_two_payloads_is_rejected() {
         let mut p = resp();
-        p.payloads.push(vec![]);
+        p.payloads.push(Vec::new().into());
         assert_eq!(
             rule_of(p),
             invalid(Rule::ResponseWithManyPayloads(2), Some(11))

@@ -185,7 +185,36 @@ pub struct Decoder {
     partial: Option<(bool, Vec<u8>)>,
     /// Whether fragmented messages are taken (else a non-final data frame is a violation).
     fragments: bool,
+    /// A big data frame whose payload is received straight into its own buffer.
+    direct: Option<Direct>,
 }
+
+/// A big data frame being received into a buffer of its own, which becomes the message:
+/// its bytes are copied neither out of the input buffer nor by the input's growth.
+struct Direct {
+    header: FrameHeader,
+    len: usize,
+    /// The payload so far; may run past `len` into the next frame's bytes.
+    payload: Vec<u8>,
+}
+
+impl std::fmt::Debug for Direct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Direct")
+            .field("len", &self.len)
+            .field("received", &self.payload.len())
+            .finish()
+    }
+}
+
+/// Data frames of at least this many bytes are received into their own buffer
+/// ([`Direct`]) once an eighth of them has arrived: a peer can make us reserve at most
+/// eight times what it has sent.
+const DIRECT_MIN: usize = 256 * 1024;
+
+/// Room past a direct frame's end for the next frame's first bytes, which come in the
+/// same read (a TLS record's plaintext), so that they do not reallocate the payload.
+const DIRECT_SLACK: usize = 16 * 1024 + 512;
 
 impl Decoder {
     /// A decoder for the given end, refusing messages over `max_message` bytes.
@@ -197,6 +226,7 @@ impl Decoder {
             start: 0,
             partial: None,
             fragments: true,
+            direct: None,
         }
     }
 
@@ -210,6 +240,9 @@ impl Decoder {
 
     /// The buffer to append received plaintext to.
     pub fn buffer(&mut self) -> &mut Vec<u8> {
+        if let Some(direct) = self.direct.as_mut() {
+            return &mut direct.payload;
+        }
         if self.start > 0 && self.start == self.input.len() {
             self.input.clear();
             self.start = 0;
@@ -219,7 +252,8 @@ impl Decoder {
 
     /// Bytes received but not yet consumed.
     pub fn pending(&self) -> usize {
-        self.input.len() - self.start
+        let direct = self.direct.as_ref().map_or(0, |d| d.payload.len());
+        self.input.len() - self.start + direct
     }
 
     /// Releases buffer memory held by an idle decoder.
@@ -235,6 +269,15 @@ impl Decoder {
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Frame>, Violation> {
         loop {
+            if let Some(direct) = self.direct.as_ref() {
+                if direct.payload.len() < direct.len {
+                    return Ok(None);
+                }
+                if let Some(frame) = self.finish_direct()? {
+                    return Ok(Some(frame));
+                }
+                continue;
+            }
             let avail = &self.input[self.start..];
             let mut cursor = Cursor::new(avail);
             let (header, len) = match FrameHeader::parse(&mut cursor) {
@@ -249,8 +292,14 @@ impl Decoder {
             self.check_header(&header, len)?;
             let len = len as usize;
             if avail.len() < header_len + len {
-                self.reserve_for(header_len + len);
-                self.compact();
+                let have = avail.len() - header_len;
+                if matches!(header.opcode, OpCode::Data(_)) && len >= DIRECT_MIN && have >= len / 8
+                {
+                    self.start_direct(header, header_len, len);
+                } else {
+                    self.reserve_for(header_len + len);
+                    self.compact();
+                }
                 return Ok(None);
             }
             let payload_start = self.start + header_len;
@@ -264,33 +313,13 @@ impl Decoder {
                 OpCode::Control(Control::Close) => return parse_close(payload).map(Some),
                 OpCode::Control(Control::Ping) => return Ok(Some(Frame::Ping(payload.to_vec()))),
                 OpCode::Control(Control::Pong) => return Ok(Some(Frame::Pong)),
-                OpCode::Data(Data::Continue) => {
-                    let Some((_, buf)) = self.partial.as_mut() else {
-                        return Err(Violation::protocol("continuation frame without a message"));
-                    };
-                    buf.extend_from_slice(payload);
-                    if header.is_final {
-                        let (binary, buf) = self.partial.take().unwrap_or_default();
-                        return Ok(Some(if binary {
-                            Frame::Binary(buf)
-                        } else {
-                            Frame::Text
-                        }));
-                    }
-                }
                 OpCode::Data(data) => {
-                    if self.partial.is_some() {
-                        return Err(Violation::protocol("new message inside a fragmented one"));
+                    let payload = Payload::Borrowed(payload);
+                    if let Some(frame) =
+                        data_frame(&mut self.partial, data, header.is_final, payload)?
+                    {
+                        return Ok(Some(frame));
                     }
-                    let binary = data == Data::Binary;
-                    if header.is_final {
-                        return Ok(Some(if binary {
-                            Frame::Binary(payload.to_vec())
-                        } else {
-                            Frame::Text
-                        }));
-                    }
-                    self.partial = Some((binary, payload.to_vec()));
                 }
                 OpCode::Control(Control::Reserved(_)) => {
                     return Err(Violation::protocol("reserved control opcode"))
@@ -355,12 +384,113 @@ impl Decoder {
         }
     }
 
+    /// Moves the part of a big data frame that has arrived into a buffer of the frame's
+    /// size, where the rest will be received.
+    fn start_direct(&mut self, header: FrameHeader, header_len: usize, len: usize) {
+        let from = self.start + header_len;
+        let mut payload = Vec::with_capacity(len + DIRECT_SLACK);
+        payload.extend_from_slice(&self.input[from..]);
+        self.input = Vec::new();
+        self.start = 0;
+        self.direct = Some(Direct {
+            header,
+            len,
+            payload,
+        });
+    }
+
+    /// The direct frame is complete: what follows it goes back to the input, and its
+    /// payload becomes a frame (or part of a fragmented message).
+    fn finish_direct(&mut self) -> Result<Option<Frame>, Violation> {
+        let Some(Direct {
+            header,
+            len,
+            mut payload,
+        }) = self.direct.take()
+        else {
+            return Ok(None);
+        };
+        self.input = payload.split_off(len);
+        self.start = 0;
+        if let Some(mask) = header.mask {
+            apply_mask(&mut payload, mask, 0);
+        }
+        let OpCode::Data(data) = header.opcode else {
+            return Err(Violation::protocol("a control frame cannot be this big"));
+        };
+        data_frame(
+            &mut self.partial,
+            data,
+            header.is_final,
+            Payload::Owned(payload),
+        )
+    }
+
     fn compact(&mut self) {
         if self.start > 0 && (self.start == self.input.len() || self.start > 64 * 1024) {
             self.input.drain(..self.start);
             self.start = 0;
         }
     }
+}
+
+/// A data frame's payload: in the input buffer, or in a buffer of its own.
+enum Payload<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+impl Payload<'_> {
+    fn into_vec(self) -> Vec<u8> {
+        match self {
+            Payload::Borrowed(b) => b.to_vec(),
+            Payload::Owned(v) => v,
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Borrowed(b) => b,
+            Payload::Owned(v) => v,
+        }
+    }
+}
+
+/// Takes one data frame: a whole message when it is final, else a part of `partial`, the
+/// fragmented message being reassembled (`None`: no message is complete yet).
+fn data_frame(
+    partial: &mut Option<(bool, Vec<u8>)>,
+    data: Data,
+    is_final: bool,
+    payload: Payload,
+) -> Result<Option<Frame>, Violation> {
+    let message = |binary: bool, bytes: Vec<u8>| {
+        if binary {
+            Frame::Binary(bytes)
+        } else {
+            Frame::Text
+        }
+    };
+    if data == Data::Continue {
+        let Some((_, buf)) = partial.as_mut() else {
+            return Err(Violation::protocol("continuation frame without a message"));
+        };
+        buf.extend_from_slice(payload.as_slice());
+        if !is_final {
+            return Ok(None);
+        }
+        let (binary, buf) = partial.take().unwrap_or_default();
+        return Ok(Some(message(binary, buf)));
+    }
+    if partial.is_some() {
+        return Err(Violation::protocol("new message inside a fragmented one"));
+    }
+    let binary = data == Data::Binary;
+    if is_final {
+        return Ok(Some(message(binary, payload.into_vec())));
+    }
+    *partial = Some((binary, payload.into_vec()));
+    Ok(None)
 }
 
 fn parse_close(payload: &[u8]) -> Result<Frame, Violation> {
@@ -507,8 +637,15 @@ mod tests {
         );
     }
 
+    impl Decoder {
+        /// Bytes of buffer held, the input's and a direct frame's.
+        fn reserved(&self) -> usize {
+            self.input.capacity() + self.direct.as_ref().map_or(0, |d| d.payload.capacity())
+        }
+    }
+
     #[test]
-    fn a_big_frame_fed_in_reads_grows_with_what_arrived_and_decodes() {
+    fn a_big_frame_fed_in_reads_grows_with_what_arrived_and_decodes_in_place() {
         let payload: Vec<u8> = (0..(1usize << 20)).map(|i| i as u8).collect();
         let bytes = binary_frame(&payload, None, true, OpCode::Data(Data::Binary));
         let mut d = Decoder::new(Role::Client, 4 << 20);
@@ -519,16 +656,89 @@ mod tests {
             let got = d.next().unwrap();
             if fed < bytes.len() {
                 assert_eq!(got, None);
-                let cap = d.input.capacity();
+                let cap = d.reserved();
                 assert!(
-                    cap <= 2 * fed + GROW_STEP,
+                    cap <= 8 * fed + 2 * GROW_STEP,
                     "capacity {cap} after {fed} bytes"
                 );
-                assert!(cap <= bytes.len(), "capacity {cap} past the frame's end");
+                assert!(
+                    cap <= bytes.len() + DIRECT_SLACK,
+                    "capacity {cap} past the frame's end"
+                );
             } else {
-                assert_eq!(got, Some(Frame::Binary(payload.clone())));
+                let Some(Frame::Binary(message)) = got else {
+                    panic!("{got:?}")
+                };
+                assert!(message == payload, "the payload differs");
+                // Received into its own buffer, not copied out of the input.
+                assert_eq!(message.capacity(), payload.len() + DIRECT_SLACK);
             }
         }
+        assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn a_big_masked_frame_then_small_ones_in_the_same_reads_all_decode() {
+        let payload: Vec<u8> = (0..(DIRECT_MIN * 3 + 7)).map(|i| (i * 7) as u8).collect();
+        let mut bytes = binary_frame(
+            &payload,
+            Some([1, 2, 3, 4]),
+            true,
+            OpCode::Data(Data::Binary),
+        );
+        bytes.extend(binary_frame(
+            b"next",
+            Some([5, 6, 7, 8]),
+            true,
+            OpCode::Data(Data::Binary),
+        ));
+        bytes.extend(binary_frame(
+            b"p",
+            Some([9, 9, 9, 9]),
+            true,
+            OpCode::Control(Control::Ping),
+        ));
+        let mut d = Decoder::new(Role::Server, 4 << 20);
+        let mut frames = Vec::new();
+        // Reads of an odd size, so the big frame's end falls inside one.
+        for chunk in bytes.chunks(10_007) {
+            d.buffer().extend_from_slice(chunk);
+            while let Some(frame) = d.next().unwrap() {
+                frames.push(frame);
+            }
+        }
+        assert_eq!(frames.len(), 3);
+        assert!(
+            frames[0] == Frame::Binary(payload),
+            "the big payload differs"
+        );
+        assert_eq!(frames[1], Frame::Binary(b"next".to_vec()));
+        assert_eq!(frames[2], Frame::Ping(b"p".to_vec()));
+        assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn a_big_first_fragment_is_received_in_place_and_continued() {
+        let first: Vec<u8> = vec![1; DIRECT_MIN * 2];
+        let mut bytes = binary_frame(&first, None, false, OpCode::Data(Data::Binary));
+        bytes.extend(binary_frame(
+            b"end",
+            None,
+            true,
+            OpCode::Data(Data::Continue),
+        ));
+        let mut d = Decoder::new(Role::Client, 4 << 20);
+        let mut frames = Vec::new();
+        for chunk in bytes.chunks(GROW_STEP) {
+            d.buffer().extend_from_slice(chunk);
+            while let Some(frame) = d.next().unwrap() {
+                frames.push(frame);
+            }
+        }
+        let mut whole = first;
+        whole.extend_from_slice(b"end");
+        assert_eq!(frames.len(), 1);
+        assert!(frames[0] == Frame::Binary(whole), "the message differs");
     }
 
     #[test]

@@ -322,7 +322,7 @@ fn dp_served_by_a_cp_clock_60s_ahead_or_behind_applies_and_past_90s_refuses() {
     let push = |seq: u32, n: u64, skew: i64| {
         let c = EncodedConfig::new(&config(n)).unwrap();
         let req = SyncConfigRequest {
-            config: c.gzipped.to_vec(),
+            config: c.gzipped.to_vec().into(),
             version: n,
             config_hash: c.hashes.config.clone(),
             hashes: None,

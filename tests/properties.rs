@@ -416,7 +416,7 @@ proptest! {
         plugins in plugins(),
     ) {
         let sync = SyncConfigRequest {
-            config,
+            config: config.into(),
             version,
             config_hash: hash.clone(),
             hashes: parts.map(|(routes, services, plugins)| GranularHashes {
@@ -658,7 +658,7 @@ fn write_fuzz_seeds() {
     let map: Map<String, Value> = serde_json::from_slice(&json).unwrap();
     let hashes = config_hashes(&map);
     let sync = SyncConfigRequest {
-        config: gzip(&json),
+        config: gzip(&json).into(),
         version: 3,
         config_hash: hashes.config.clone(),
         hashes: Some(hashes.to_granular()),
@@ -668,7 +668,7 @@ fn write_fuzz_seeds() {
         "config_messages",
         "sync_config_zlib_no_hashes",
         &SyncConfigRequest {
-            config: zlib(&json),
+            config: zlib(&json).into(),
             version: 1,
             ..SyncConfigRequest::default()
         }

@@ -121,7 +121,7 @@ pub(crate) fn sync_request(
     encoded: &EncodedConfig,
 ) -> Result<Arc<[u8]>> {
     let req = SyncConfigRequest {
-        config: encoded.gzipped.to_vec(),
+        config: bytes::Bytes::copy_from_slice(&encoded.gzipped),
         version,
         config_hash: encoded.hashes.config.clone(),
         hashes: Some(encoded.hashes.to_granular()),

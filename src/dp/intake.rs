@@ -338,7 +338,7 @@ mod tests {
 
     fn req(version: u64, json: &str, hash: &str) -> SyncConfigRequest {
         SyncConfigRequest {
-            config: config::gzip(json.as_bytes()),
+            config: config::gzip(json.as_bytes()).into(),
             version,
             config_hash: hash.into(),
             hashes: None,

@@ -112,9 +112,10 @@ pub struct GranularHashes {
 /// SyncConfig request: one complete config, never combined with an earlier one.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SyncConfigRequest {
-    /// The gzip (Kong: level 6) of the declarative config's JSON.
-    #[prost(bytes = "vec", tag = "1")]
-    pub config: Vec<u8>,
+    /// The gzip (Kong: level 6) of the declarative config's JSON. Received, it shares the
+    /// message's buffer.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub config: bytes::Bytes,
     /// Increases with every push on a connection, starting at 1 (0 crashes a Kong DP).
     #[prost(uint64, tag = "2")]
     pub version: u64,
@@ -206,7 +207,7 @@ mod tests {
     #[test]
     fn sync_config_request_round_trips() {
         let req = SyncConfigRequest {
-            config: vec![0x1f, 0x8b, 1, 2],
+            config: vec![0x1f, 0x8b, 1, 2].into(),
             version: 3,
             config_hash: "a".repeat(32),
             hashes: Some(GranularHashes {

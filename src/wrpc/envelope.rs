@@ -253,6 +253,11 @@ impl PayloadV1 {
         self.into_body_bytes().into()
     }
 
+    /// Like [`body`](Self::body), as a handle on the same bytes (no copy).
+    pub fn body_bytes(&self) -> Bytes {
+        self.payloads.first().cloned().unwrap_or_default()
+    }
+
     /// Like [`body`](Self::body), but takes the bytes out without copying them.
     pub fn into_body_bytes(self) -> Bytes {
         self.payloads.into_iter().next().unwrap_or_default()

@@ -401,7 +401,7 @@ impl Peer {
                 svc_id: svc,
                 rpc_id: rpc,
             };
-            let result = catch_unwind(AssertUnwindSafe(|| handler(&ctx, p.body())));
+            let result = catch_unwind(AssertUnwindSafe(|| handler(&ctx, &p.body_bytes())));
             match result {
                 Ok(Ok(body)) => {
                     let resp = PayloadV1::response(svc, rpc, peer.next_seq(), seq, body);

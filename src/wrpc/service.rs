@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
+use bytes::Bytes;
+
 use super::peer::Peer;
 use super::stream::InboundStream;
 
@@ -119,6 +121,21 @@ impl fmt::Display for HandlerError {
     }
 }
 
+/// `handler` on the bytes of `R`'s request: decoded from the message's buffer (no copy of
+/// its `bytes` fields), answered, encoded.
+fn typed<R, F>(handler: F) -> Arc<BodyHandler>
+where
+    R: Rpc,
+    F: Fn(&Context, R::Request) -> Result<R::Response, HandlerError> + Send + Sync + 'static,
+{
+    Arc::new(move |ctx: &Context, body: &Bytes| {
+        let req = <R::Request as prost::Message>::decode(body.clone())
+            .map_err(|e| HandlerError(format!("{}: request does not decode: {e}", R::NAME)))?;
+        let resp = handler(ctx, req)?;
+        Ok(prost::Message::encode_to_vec(&resp))
+    })
+}
+
 impl<E: std::error::Error> From<E> for HandlerError {
     fn from(e: E) -> Self {
         HandlerError(e.to_string())
@@ -127,14 +144,19 @@ impl<E: std::error::Error> From<E> for HandlerError {
 
 /// A handler working on encoded bytes.
 pub type RawHandler = dyn Fn(&Context, &[u8]) -> Result<Vec<u8>, HandlerError> + Send + Sync;
+/// What the table holds for a unary RPC: a handler given the request's bytes as a slice
+/// of the received message, which a typed handler decodes without copying its `bytes`
+/// fields (a SyncConfig's config).
+pub(crate) type BodyHandler =
+    dyn Fn(&Context, &Bytes) -> Result<Vec<u8>, HandlerError> + Send + Sync;
 /// A handler for streams begun by the peer.
 pub type StreamHandler = dyn Fn(&Context, InboundStream) + Send + Sync;
 
 #[derive(Clone)]
 pub(crate) enum Entry {
-    Unary(Arc<RawHandler>),
+    Unary(Arc<BodyHandler>),
     /// Runs on the reader thread itself, without the hand-off to a worker.
-    Inline(Arc<RawHandler>),
+    Inline(Arc<BodyHandler>),
     Stream(Arc<StreamHandler>),
 }
 
@@ -182,13 +204,11 @@ impl Services {
         R: Rpc,
         F: Fn(&Context, R::Request) -> Result<R::Response, HandlerError> + Send + Sync + 'static,
     {
-        let raw = move |ctx: &Context, body: &[u8]| -> Result<Vec<u8>, HandlerError> {
-            let req = <R::Request as prost::Message>::decode(body)
-                .map_err(|e| HandlerError(format!("{}: request does not decode: {e}", R::NAME)))?;
-            let resp = handler(ctx, req)?;
-            Ok(prost::Message::encode_to_vec(&resp))
-        };
-        self.handle_raw(R::SERVICE_ID, R::RPC_ID, Arc::new(raw))
+        self.insert(
+            R::SERVICE_ID,
+            R::RPC_ID,
+            Entry::Unary(typed::<R, F>(handler)),
+        )
     }
 
     /// Serves `R` with `handler` run on the connection's reader thread instead of a
@@ -207,13 +227,11 @@ impl Services {
         R: Rpc,
         F: Fn(&Context, R::Request) -> Result<R::Response, HandlerError> + Send + Sync + 'static,
     {
-        let raw = move |ctx: &Context, body: &[u8]| -> Result<Vec<u8>, HandlerError> {
-            let req = <R::Request as prost::Message>::decode(body)
-                .map_err(|e| HandlerError(format!("{}: request does not decode: {e}", R::NAME)))?;
-            let resp = handler(ctx, req)?;
-            Ok(prost::Message::encode_to_vec(&resp))
-        };
-        self.insert(R::SERVICE_ID, R::RPC_ID, Entry::Inline(Arc::new(raw)))
+        self.insert(
+            R::SERVICE_ID,
+            R::RPC_ID,
+            Entry::Inline(typed::<R, F>(handler)),
+        )
     }
 
     /// Serves streams that the peer begins for `R` (see [`InboundStream`]).
@@ -227,7 +245,8 @@ impl Services {
 
     /// Serves (svc_id, rpc_id) with a handler on encoded bytes.
     pub fn handle_raw(&self, svc_id: u32, rpc_id: u32, handler: Arc<RawHandler>) -> &Self {
-        self.insert(svc_id, rpc_id, Entry::Unary(handler))
+        let body = move |ctx: &Context, body: &Bytes| handler(ctx, body);
+        self.insert(svc_id, rpc_id, Entry::Unary(Arc::new(body)))
     }
 
     /// Makes a service known without handlers: its rpcs get INVALID_RPC, not

@@ -65,7 +65,7 @@ impl CpConn {
         hash: &str,
     ) -> Result<SyncConfigResponse, WrpcError> {
         let req = SyncConfigRequest {
-            config,
+            config: config.into(),
             version,
             config_hash: hash.into(),
             hashes: None,

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run --release --example isolation -- run [--reps 3] [--pings 1000] [--interval-ms 5] \
-//!     [--dps 1000] [--bad 100] [--size 32768] [--fanout-patience-s 20] [--only flooders,...]
+//!     [--dps 1000] [--bad 100] [--size 32768] [--fanout-runs 7] [--fanout-patience-s 20] \
+//!     [--only flooders,...]
 //! ```
 //!
 //! (`bench/isolation.sh [REPS] [DPS] [BAD]` builds and runs it; `--only` runs the alone
@@ -32,8 +33,8 @@
 //! the phase deadline).
 //!
 //! Part (b): `--dps` lean DPs in a second process (this program in `dps` mode, as
-//! examples/fanout.rs), then `--reps` times the time from `set_config` until all of them
-//! acked (after one push not counted), first with no bad peer, then beside `--bad` bad
+//! examples/fanout.rs), then `--fanout-runs` times the time from `set_config` until all
+//! of them acked (after one push not counted), first with no bad peer, then beside `--bad` bad
 //! peers (an even mix of the five kinds, or of those `--only` names). A push not acked by
 //! all within `--fanout-patience-s` is a miss; the runs beside bad peers stop at the first
 //! miss. Every run also reports when half and nine tenths of the DPs had acked.
@@ -74,7 +75,7 @@ mod fleet;
 
 const USAGE: &str = "usage:
   isolation run [--reps R] [--pings P] [--interval-ms MS] [--dps N] [--bad B] [--size GZIPPED_BYTES]
-                [--fanout-patience-s S] [--only PHASE,...]
+                [--fanout-runs N] [--fanout-patience-s S] [--only PHASE,...]
   isolation dps --addr ADDR --cert PEM --key PEM -n DPS [--connectors K]";
 
 /// The CP's ReportMetadata deadline (Kong's 5 s, set explicitly: the no-metadata phase is
@@ -131,6 +132,8 @@ fn main() -> ExitCode {
 #[derive(Clone)]
 struct Flags {
     reps: usize,
+    /// Timed pushes of part (b), each way.
+    fanout_runs: usize,
     pings: usize,
     interval: Duration,
     n: usize,
@@ -159,6 +162,7 @@ impl Flags {
     fn parse(args: &[String]) -> Result<Flags, String> {
         let mut f = Flags {
             reps: 3,
+            fanout_runs: 7,
             pings: 1000,
             interval: Duration::from_millis(5),
             n: 1000,
@@ -184,6 +188,7 @@ impl Flags {
             };
             match flag.as_str() {
                 "--reps" => f.reps = num()?.max(1),
+                "--fanout-runs" => f.fanout_runs = num()?.max(1),
                 "--pings" => f.pings = num()?.max(1),
                 "--interval-ms" => f.interval = Duration::from_millis(num()? as u64),
                 "--dps" | "-n" => f.n = num()?,
@@ -269,7 +274,8 @@ fn run(f: &Flags) -> Result<(), String> {
     }
     let fan = (f.n > 0).then(|| {
         let (env, f2) = (env.clone(), f.clone());
-        let patience = Duration::from_secs(180) + 2 * f.reps as u32 * f.fanout_patience;
+        let patience =
+            Duration::from_secs(180) + 2 * (f.fanout_runs as u32 + 1) * f.fanout_patience;
         within(patience, "the fan-out", move || fanout(&env, &f2)).inspect_err(|e| {
             println!("{}", json!({"event": "fanout-failed", "error": e}));
         })
@@ -611,7 +617,7 @@ fn fanout_runs(
     // (allocator arenas, caches, thread stacks), and the runs beside bad peers come later.
     push("warm-up")?;
     let mut alone = Vec::new();
-    for _ in 0..f.reps {
+    for _ in 0..f.fanout_runs {
         alone.push(push("no bad peers")?);
     }
     let mut crowd = Crowd::start(cp.local_addr(), &env.tls, &mix_of(f.bad, &f.kinds()));
@@ -620,7 +626,7 @@ fn fanout_runs(
     // competes for the same cores, and that is the attackers' cost, not the CP's.
     std::thread::sleep(FANOUT_SETTLE);
     let mut beside = Vec::new();
-    for _ in 0..f.reps {
+    for _ in 0..f.fanout_runs {
         let r = push(&format!("{} bad peers", f.bad))?;
         let missed = r.seconds.is_none();
         beside.push(r);

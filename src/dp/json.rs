@@ -32,7 +32,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 use super::intake::Outcome;
 use super::session::{self, Connection, SessionEnd};
 use super::{DpEvent, Shared};
-use crate::channel::{close_code, lock, CloseRequest, Ended, MessageSink, Pong};
+use crate::channel::{lock, CloseRequest, Ended, MessageSink, Pong};
 use crate::outlet;
 
 /// Runs a JSON connection until it ends or `shutdown` is disconnected.
@@ -55,17 +55,10 @@ pub(crate) fn run(shared: &Arc<Shared>, conn: Connection, shutdown: &Receiver<()
         label: channel.label().to_string(),
         text_logged: false,
     };
-    let reader = match reader.spawn(sink) {
-        Ok(handle) => handle,
-        Err(e) => return SessionEnd::failed(format!("starting the reader: {e}"), false),
-    };
-    session::connected(shared, &channel, protocol, cp_node_id);
-    let end = converse(shared, &channel, shutdown, &ping_now_rx, &ended_rx, &seen);
-    if end.reason.is_some() && channel.ended().is_none() {
-        channel.close(close_code::NORMAL, end.reason.as_deref().unwrap_or(""));
-    }
-    let _ = reader.join();
-    end
+    let reader = reader.spawn(sink);
+    session::serve(shared, &channel, protocol, cp_node_id, reader, || {
+        converse(shared, &channel, shutdown, &ping_now_rx, &ended_rx, &seen)
+    })
 }
 
 /// Sends `basic_info`, then pings and watches liveness until the connection ends.

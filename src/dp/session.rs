@@ -4,6 +4,7 @@
 //! A third protocol is one more driver file and one more arm in [`run`].
 
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use crossbeam_channel::Receiver;
 
@@ -149,14 +150,34 @@ fn probe(opts: &DialOptions) -> Result<Protocol, String> {
     }
 }
 
-/// Publishes an upgraded connection: the handle shutdown closes, the status and the
-/// `Connected` event. Call once its reader runs.
-pub(crate) fn connected(
+/// What every driver does once it has set up its reader (`reader`, the result of
+/// spawning it): publishes the connection ([`connected`]), runs `converse` until the
+/// connection ends, closes the channel with the reason the conversation ended for (unless
+/// the channel has ended already), and waits for the reader thread.
+pub(crate) fn serve<E: std::fmt::Display>(
     shared: &Shared,
     channel: &Channel,
     protocol: Protocol,
     cp_node_id: Option<String>,
-) {
+    reader: Result<JoinHandle<()>, E>,
+    converse: impl FnOnce() -> SessionEnd,
+) -> SessionEnd {
+    let reader = match reader {
+        Ok(handle) => handle,
+        Err(e) => return SessionEnd::failed(format!("starting the reader: {e}"), false),
+    };
+    connected(shared, channel, protocol, cp_node_id);
+    let end = converse();
+    if end.reason.is_some() && channel.ended().is_none() {
+        channel.close(close_code::NORMAL, end.reason.as_deref().unwrap_or(""));
+    }
+    let _ = reader.join();
+    end
+}
+
+/// Publishes an upgraded connection: the handle shutdown closes, the status and the
+/// `Connected` event. Call once its reader runs.
+fn connected(shared: &Shared, channel: &Channel, protocol: Protocol, cp_node_id: Option<String>) {
     *lock(&shared.current) = Some(channel.clone());
     if shared.stopping() {
         channel.close(close_code::NORMAL, "data plane shutting down");

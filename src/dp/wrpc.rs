@@ -9,7 +9,6 @@ use crossbeam_channel::{select, Receiver, Sender};
 use super::intake::Outcome;
 use super::session::{self, Connection, SessionEnd};
 use super::{DpEvent, Shared};
-use crate::channel::close_code;
 use crate::services::config::{
     report_metadata_response, PingCPRequest, ReportMetadataRequest, SyncConfigRequest,
 };
@@ -39,17 +38,10 @@ pub(crate) fn run(shared: &Arc<Shared>, conn: Connection, shutdown: &Receiver<()
     peer.on_end(move |e| {
         let _ = ended_tx.try_send(e.to_string());
     });
-    let reader = match peer.spawn(reader) {
-        Ok(handle) => handle,
-        Err(e) => return SessionEnd::failed(format!("starting the reader: {e}"), false),
-    };
-    session::connected(shared, peer.channel(), protocol, cp_node_id);
-    let end = converse(shared, &peer, shutdown, &ping_now_rx, &ended_rx);
-    if end.reason.is_some() && peer.ended().is_none() {
-        peer.close(close_code::NORMAL, end.reason.as_deref().unwrap_or(""));
-    }
-    let _ = reader.join();
-    end
+    let reader = peer.spawn(reader);
+    session::serve(shared, peer.channel(), protocol, cp_node_id, reader, || {
+        converse(shared, &peer, shutdown, &ping_now_rx, &ended_rx)
+    })
 }
 
 /// Negotiates, reports, then pings until the connection ends.

@@ -16,24 +16,14 @@ use tungstenite::protocol::frame::FrameHeader;
 pub mod close_code {
     /// Normal closure.
     pub const NORMAL: u16 = 1000;
-    /// The endpoint is going away (shutdown).
-    pub const GOING_AWAY: u16 = 1001;
     /// A WebSocket protocol error.
     pub const PROTOCOL_ERROR: u16 = 1002;
     /// A data type this endpoint does not accept (wRPC: a text frame).
     pub const UNSUPPORTED_DATA: u16 = 1003;
-    /// No status code was present in the peer's close frame (never sent).
-    pub const NO_STATUS: u16 = 1005;
-    /// The connection broke without a close frame (never sent).
-    pub const ABNORMAL: u16 = 1006;
     /// Data inconsistent with the message type (wRPC: a bad envelope).
     pub const INVALID_PAYLOAD: u16 = 1007;
     /// A message bigger than this endpoint accepts.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
-    /// An unexpected condition on this endpoint.
-    pub const INTERNAL_ERROR: u16 = 1011;
-    /// The TLS handshake failed (never sent).
-    pub const TLS_HANDSHAKE: u16 = 1015;
 }
 
 /// Whether `code` may appear in a close frame on the wire, sent or received (RFC 6455

@@ -22,7 +22,8 @@ impl Default for SeqCounter {
 
 impl SeqCounter {
     /// A counter whose first seq is `first` (0 is skipped); for tests of wrap-around.
-    pub fn starting_at(first: u32) -> SeqCounter {
+    #[cfg(test)]
+    fn starting_at(first: u32) -> SeqCounter {
         SeqCounter(AtomicU32::new(first))
     }
 

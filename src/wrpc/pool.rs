@@ -9,11 +9,6 @@ use crossbeam_channel::{Sender, TrySendError};
 /// A unit of work.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
 
-/// Default number of worker threads.
-pub const DEFAULT_WORKERS: usize = 4;
-/// Default number of jobs that may wait for a worker.
-pub const DEFAULT_QUEUE: usize = 1024;
-
 /// Worker threads sharing one bounded queue. Share one pool between many connections with
 /// an `Arc`. Dropping the last handle lets queued jobs finish and joins the threads.
 pub struct WorkerPool {
@@ -70,11 +65,6 @@ impl WorkerPool {
             },
             None => Err(Overloaded),
         }
-    }
-
-    /// How many jobs may wait at most.
-    pub fn capacity(&self) -> usize {
-        self.capacity
     }
 
     /// Stops taking jobs, lets the queued ones finish, and joins the threads. A worker

@@ -256,27 +256,6 @@ impl Services {
         self
     }
 
-    /// Stops serving a whole service: its requests get INVALID_SERVICE again.
-    pub fn remove_service(&self, svc_id: u32) -> &Self {
-        self.write().remove(&svc_id);
-        self
-    }
-
-    /// Adds every handler of `other` to this table (the CP enables a service set this way).
-    pub fn extend_from(&self, other: &Services) -> &Self {
-        let theirs = other
-            .table
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let mut mine = self.write();
-        for (svc, rpcs) in theirs {
-            mine.entry(svc).or_default().extend(rpcs);
-        }
-        drop(mine);
-        self
-    }
-
     /// Whether any handler or declaration exists for the service.
     pub fn serves(&self, svc_id: u32) -> bool {
         self.table

@@ -33,16 +33,6 @@ impl InboundStream {
         self.rx.recv().ok()
     }
 
-    /// The next message decoded as `M`; `None` once the stream has ended.
-    pub fn recv_msg<M: prost::Message + Default>(&self) -> Option<Result<M, WrpcError>> {
-        self.recv().map(|b| {
-            M::decode(&b[..]).map_err(|e| WrpcError::Decode {
-                name: "stream message".into(),
-                message: e.to_string(),
-            })
-        })
-    }
-
     /// Like [`recv`](Self::recv) but gives up at `deadline` (`Err(true)` on time-out,
     /// `Err(false)` when the stream ended).
     pub fn recv_deadline(&self, deadline: Instant) -> Result<Vec<u8>, bool> {

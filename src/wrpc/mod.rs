@@ -1,29 +1,46 @@
 //! wRPC: the envelope, its validation, and the [`Peer`] that calls and serves on one
 //! connection.
 //!
+//! Without I/O, tested with bytes: `envelope`, `validate`, `pending`, `table`,
+//! `dispatch`, the stream state in `stream`. The rest sends, reads and runs threads.
+//!
 //! | file | what |
 //! |---|---|
 //! | [`envelope`] | our prost definitions of the envelope and Kong-safe constructors |
 //! | [`validate`] | which kind a message is, or which rule it breaks |
 //! | [`pending`] | the seq counter, calls waiting for answers, deadlines |
-//! | [`service`] | typed services ([`wrpc_service!`](crate::wrpc_service)) and handler tables |
+//! | `rpc` | what an rpc is ([`Rpc`], [`wrpc_service!`](crate::wrpc_service)) and [`HandlerError`] |
+//! | `table` | the handler table: (service, rpc) to handler, and what a lookup finds |
+//! | `dispatch` | what a received message leads to: serve, answer with an ERROR, close... |
+//! | [`stream`] | STREAM_BEGIN / STREAM_MESSAGE / STREAM_END, and the open streams |
+//! | `wire` | the sending half of a connection: its channel and its seq counter |
+//! | `config` | [`PeerConfig`] and its defaults |
+//! | `conn` | what a connection holds: [`Peer`], [`Services`], [`Context`] |
+//! | [`service`] | registering handlers in [`Services`] |
 //! | [`pool`] | the worker threads that run handlers |
 //! | `fair` | each connection's fair share of those workers |
-//! | [`stream`] | STREAM_BEGIN / STREAM_MESSAGE / STREAM_END |
-//! | [`peer`] | the peer itself |
+//! | [`peer`] | the peer's calls, streams and handle |
+//! | `serve` | the peer's reader: doing what `dispatch` decides, on the workers |
 
 use std::fmt;
 
 use crate::channel::{ChannelError, Ended};
 
+mod config;
+mod conn;
+mod dispatch;
 pub mod envelope;
 mod fair;
 pub mod peer;
 pub mod pending;
 pub mod pool;
+mod rpc;
+mod serve;
 pub mod service;
 pub mod stream;
+mod table;
 pub mod validate;
+mod wire;
 
 pub use envelope::ErrorType;
 pub use fair::{RequestRate, DEFAULT_MAX_PENDING_REQUESTS};

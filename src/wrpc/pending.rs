@@ -249,7 +249,12 @@ pub fn deadline_after(timeout: Duration) -> u32 {
 
 /// Whether a request with this wire deadline is already past it.
 pub fn is_past(deadline: u32) -> bool {
-    u64::from(deadline) < unix_now()
+    is_past_at(deadline, unix_now())
+}
+
+/// Whether a request with this wire deadline is past it at `now` (Unix seconds).
+pub(crate) fn is_past_at(deadline: u32, now: u64) -> bool {
+    u64::from(deadline) < now
 }
 
 #[cfg(test)]

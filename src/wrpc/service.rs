@@ -1,129 +1,19 @@
-//! Typed services: define a service's ids and message types once with
-//! [`wrpc_service!`](crate::wrpc_service), then call with [`Peer::call`](super::Peer::call)
-//! and serve with [`Services::handle`].
+//! Serving: register handlers for typed services (define them once with
+//! [`wrpc_service!`](crate::wrpc_service)) in a [`Services`] table, then call them with
+//! [`Peer::call`](super::Peer::call) from the other end.
 
-use std::collections::HashMap;
-use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::peer::Peer;
+pub use super::conn::{Context, Services};
+pub use super::rpc::{HandlerError, Rpc};
 use super::stream::InboundStream;
-
-/// One RPC of a service: its ids and its request and response types.
-pub trait Rpc: 'static {
-    /// The service id (`+wrpc:service-id`), above 0.
-    const SERVICE_ID: u32;
-    /// The rpc id within the service (`+wrpc:rpc-id`), above 0.
-    const RPC_ID: u32;
-    /// `Service.Rpc`, for logs and errors.
-    const NAME: &'static str;
-    /// The request message.
-    type Request: prost::Message + Default + Send + 'static;
-    /// The response message.
-    type Response: prost::Message + Default + Send + 'static;
-}
-
-/// Defines a service: a unit struct with the service id, and one unit struct per rpc
-/// implementing [`Rpc`].
-///
-/// ```
-/// use dpspec::wrpc_service;
-/// # #[derive(Clone, PartialEq, prost::Message)] pub struct EchoRequest { #[prost(string, tag = "1")] pub s: String }
-/// # #[derive(Clone, PartialEq, prost::Message)] pub struct EchoResponse { #[prost(string, tag = "1")] pub s: String }
-/// wrpc_service! {
-///     /// The echo service of the wRPC examples.
-///     pub service EchoService = 1 {
-///         /// Answers "echo-" + s.
-///         rpc Echo = 1 (EchoRequest) -> EchoResponse;
-///     }
-/// }
-/// assert_eq!(EchoService::ID, 1);
-/// use dpspec::wrpc::Rpc;
-/// assert_eq!(<Echo as Rpc>::RPC_ID, 1);
-/// ```
-#[macro_export]
-macro_rules! wrpc_service {
-    (
-        $(#[$meta:meta])*
-        $vis:vis service $service:ident = $id:literal {
-            $(
-                $(#[$rmeta:meta])*
-                rpc $rpc:ident = $rid:literal ($req:ty) -> $resp:ty;
-            )*
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy)]
-        $vis struct $service;
-
-        impl $service {
-            /// The service id.
-            pub const ID: u32 = $id;
-        }
-
-        $(
-            $(#[$rmeta])*
-            #[derive(Debug, Clone, Copy)]
-            $vis struct $rpc;
-
-            impl $crate::wrpc::Rpc for $rpc {
-                const SERVICE_ID: u32 = $id;
-                const RPC_ID: u32 = $rid;
-                const NAME: &'static str = concat!(stringify!($service), ".", stringify!($rpc));
-                type Request = $req;
-                type Response = $resp;
-            }
-        )*
-    };
-}
-
-/// What a handler knows about the call it serves.
-#[derive(Clone)]
-pub struct Context {
-    /// The connection the request came on; handlers may call back on it.
-    pub peer: Peer,
-    /// The request's seq.
-    pub seq: u32,
-    /// The request's deadline, Unix seconds.
-    pub deadline: u32,
-    /// The service id.
-    pub svc_id: u32,
-    /// The rpc id.
-    pub rpc_id: u32,
-}
-
-impl fmt::Debug for Context {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context")
-            .field("seq", &self.seq)
-            .field("svc_id", &self.svc_id)
-            .field("rpc_id", &self.rpc_id)
-            .finish()
-    }
-}
-
-/// A handler's failure: the text goes to the caller in an ERROR of type GENERIC.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HandlerError(pub String);
-
-impl HandlerError {
-    /// A failure with this message.
-    pub fn new(message: impl Into<String>) -> HandlerError {
-        HandlerError(message.into())
-    }
-}
-
-impl fmt::Display for HandlerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+use super::table::{Entry, HandlerTable, UnaryFn};
 
 /// `handler` on the bytes of `R`'s request: decoded from the message's buffer (no copy of
 /// its `bytes` fields), answered, encoded.
-fn typed<R, F>(handler: F) -> Arc<BodyHandler>
+fn typed<R, F>(handler: F) -> Arc<UnaryFn<Context>>
 where
     R: Rpc,
     F: Fn(&Context, R::Request) -> Result<R::Response, HandlerError> + Send + Sync + 'static,
@@ -136,53 +26,10 @@ where
     })
 }
 
-impl<E: std::error::Error> From<E> for HandlerError {
-    fn from(e: E) -> Self {
-        HandlerError(e.to_string())
-    }
-}
-
 /// A handler working on encoded bytes.
 pub type RawHandler = dyn Fn(&Context, &[u8]) -> Result<Vec<u8>, HandlerError> + Send + Sync;
-/// What the table holds for a unary RPC: a handler given the request's bytes as a slice
-/// of the received message, which a typed handler decodes without copying its `bytes`
-/// fields (a SyncConfig's config).
-pub(crate) type BodyHandler =
-    dyn Fn(&Context, &Bytes) -> Result<Vec<u8>, HandlerError> + Send + Sync;
 /// A handler for streams begun by the peer.
 pub type StreamHandler = dyn Fn(&Context, InboundStream) + Send + Sync;
-
-#[derive(Clone)]
-pub(crate) enum Entry {
-    Unary(Arc<BodyHandler>),
-    /// Runs on the reader thread itself, without the hand-off to a worker.
-    Inline(Arc<BodyHandler>),
-    Stream(Arc<StreamHandler>),
-}
-
-/// The services one connection serves: a table from (service id, rpc id) to handler.
-/// It can change while the connection runs (the CP adds the config service only after
-/// negotiation). Clone it to share one table between connections.
-#[derive(Clone, Default)]
-pub struct Services {
-    table: Arc<RwLock<HashMap<u32, HashMap<u32, Entry>>>>,
-}
-
-impl fmt::Debug for Services {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
-        let mut ids: Vec<_> = table.keys().copied().collect();
-        ids.sort_unstable();
-        f.debug_struct("Services").field("ids", &ids).finish()
-    }
-}
-
-/// What the table says about a (service, rpc) pair.
-pub(crate) enum Lookup {
-    Found(Entry),
-    UnknownService,
-    UnknownRpc,
-}
 
 impl Services {
     /// An empty table: every request gets INVALID_SERVICE.
@@ -192,9 +39,8 @@ impl Services {
 
     /// A new table holding the same handlers as this one, changed independently.
     pub fn snapshot(&self) -> Services {
-        let table = self.table.read().unwrap_or_else(|p| p.into_inner()).clone();
         Services {
-            table: Arc::new(RwLock::new(table)),
+            table: Arc::new(HandlerTable::clone(&self.table)),
         }
     }
 
@@ -252,38 +98,17 @@ impl Services {
     /// Makes a service known without handlers: its rpcs get INVALID_RPC, not
     /// INVALID_SERVICE.
     pub fn declare(&self, svc_id: u32) -> &Self {
-        self.write().entry(svc_id).or_default();
+        self.table.declare(svc_id);
         self
     }
 
     /// Whether any handler or declaration exists for the service.
     pub fn serves(&self, svc_id: u32) -> bool {
-        self.table
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&svc_id)
+        self.table.serves(svc_id)
     }
 
-    pub(crate) fn lookup(&self, svc_id: u32, rpc_id: u32) -> Lookup {
-        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
-        match table.get(&svc_id) {
-            None => Lookup::UnknownService,
-            Some(rpcs) => match rpcs.get(&rpc_id) {
-                None => Lookup::UnknownRpc,
-                Some(entry) => Lookup::Found(entry.clone()),
-            },
-        }
-    }
-
-    fn insert(&self, svc_id: u32, rpc_id: u32, entry: Entry) -> &Self {
-        self.write()
-            .entry(svc_id)
-            .or_default()
-            .insert(rpc_id, entry);
+    fn insert(&self, svc_id: u32, rpc_id: u32, entry: Entry<Context>) -> &Self {
+        self.table.insert(svc_id, rpc_id, entry);
         self
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u32, HashMap<u32, Entry>>> {
-        self.table.write().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -10,8 +10,9 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::envelope::PayloadV1;
-use super::peer::Peer;
-use super::{Rpc, WrpcError};
+use super::rpc::Rpc;
+use super::wire::Wire;
+use super::WrpcError;
 use crate::channel::lock;
 
 /// Messages a stream may buffer before the reader waits for its handler (which pushes
@@ -49,11 +50,11 @@ impl Iterator for InboundStream {
     }
 }
 
-/// A stream this end began with [`Peer::open_stream`]; STREAM_END is sent by
+/// A stream this end began with [`Peer::open_stream`](super::Peer::open_stream); STREAM_END is sent by
 /// [`finish`](Self::finish) or on drop.
 #[derive(Debug)]
 pub struct OutboundStream {
-    peer: Peer,
+    wire: Wire,
     svc_id: u32,
     rpc_id: u32,
     stream_id: u32,
@@ -61,11 +62,12 @@ pub struct OutboundStream {
 }
 
 impl OutboundStream {
-    pub(crate) fn begin<R: Rpc>(peer: Peer) -> Result<OutboundStream, WrpcError> {
-        let seq = peer.next_seq();
-        peer.send_envelope(&PayloadV1::stream_begin(R::SERVICE_ID, R::RPC_ID, seq))?;
+    /// Sends STREAM_BEGIN for `R` on `wire`.
+    pub(crate) fn begin<R: Rpc>(wire: Wire) -> Result<OutboundStream, WrpcError> {
+        let seq = wire.next_seq();
+        wire.send_envelope(&PayloadV1::stream_begin(R::SERVICE_ID, R::RPC_ID, seq))?;
         Ok(OutboundStream {
-            peer,
+            wire,
             svc_id: R::SERVICE_ID,
             rpc_id: R::RPC_ID,
             stream_id: seq,
@@ -85,9 +87,9 @@ impl OutboundStream {
 
     /// Sends one already-encoded message on the stream.
     pub fn send_raw(&self, body: Vec<u8>) -> Result<(), WrpcError> {
-        let seq = self.peer.next_seq();
+        let seq = self.wire.next_seq();
         let msg = PayloadV1::stream_message(self.svc_id, self.rpc_id, seq, self.stream_id, body);
-        self.peer.send_envelope(&msg)
+        self.wire.send_envelope(&msg)
     }
 
     /// Ends the stream.
@@ -100,8 +102,8 @@ impl OutboundStream {
             return Ok(());
         }
         self.finished = true;
-        let seq = self.peer.next_seq();
-        self.peer.send_envelope(&PayloadV1::stream_end(
+        let seq = self.wire.next_seq();
+        self.wire.send_envelope(&PayloadV1::stream_end(
             self.svc_id,
             self.rpc_id,
             seq,
@@ -153,5 +155,63 @@ impl Streams {
     /// Ends every stream (the connection ended).
     pub(crate) fn end_all(&self) {
         lock(&self.open).clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_reach_their_stream_in_order_until_it_ends() {
+        let streams = Streams::default();
+        let inbound = streams.begin(3);
+        assert!(streams.deliver(3, b"one".to_vec()));
+        assert!(streams.deliver(3, b"two".to_vec()));
+        assert!(streams.end(3));
+        let got: Vec<_> = inbound.collect();
+        assert_eq!(got, [b"one".to_vec(), b"two".to_vec()]);
+    }
+
+    #[test]
+    fn a_message_for_an_unknown_or_ended_stream_is_dropped() {
+        let streams = Streams::default();
+        assert!(!streams.deliver(9, b"never begun".to_vec()));
+        let _inbound = streams.begin(9);
+        assert!(streams.end(9));
+        assert!(!streams.deliver(9, b"after its end".to_vec()));
+        assert!(!streams.end(9), "a second STREAM_END finds nothing to end");
+    }
+
+    #[test]
+    fn streams_are_told_apart_by_id() {
+        let streams = Streams::default();
+        let (a, b) = (streams.begin(1), streams.begin(2));
+        streams.deliver(2, b"to b".to_vec());
+        streams.deliver(1, b"to a".to_vec());
+        streams.end_all();
+        assert_eq!(a.collect::<Vec<_>>(), [b"to a".to_vec()]);
+        assert_eq!(b.collect::<Vec<_>>(), [b"to b".to_vec()]);
+    }
+
+    #[test]
+    fn a_stream_whose_handler_stopped_listening_is_forgotten() {
+        let streams = Streams::default();
+        drop(streams.begin(5));
+        assert!(streams.deliver(5, b"nobody listens".to_vec()));
+        assert!(!streams.deliver(5, b"forgotten".to_vec()));
+    }
+
+    #[test]
+    fn the_end_of_the_connection_ends_every_stream() {
+        let streams = Streams::default();
+        let inbound = streams.begin(7);
+        streams.end_all();
+        let soon = Instant::now() + std::time::Duration::from_secs(1);
+        assert_eq!(
+            inbound.recv_deadline(soon),
+            Err(false),
+            "ended, not timed out"
+        );
     }
 }

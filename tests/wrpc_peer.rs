@@ -452,7 +452,7 @@ fn a_pool_truly_out_of_capacity_answers_overloaded() {
         .map(|_| {
             peer_pair_with(
                 Services::new(),
-                server.snapshot(),
+                server.clone(),
                 tiny.clone(),
                 ChannelConfig::default(),
             )

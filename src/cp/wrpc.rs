@@ -218,16 +218,6 @@ pub(crate) fn run(shared: &Arc<Shared>, up: Upgraded) {
         return;
     };
     let services = Services::new();
-    let peer = Peer::new(
-        channel,
-        services.clone(),
-        shared.handler_pool.clone(),
-        PeerConfig {
-            call_timeout: shared.sync_timeout,
-            max_pending_requests: shared.max_pending_requests,
-            max_request_rate: Some(shared.max_request_rate),
-        },
-    );
     let weak = Arc::downgrade(shared);
     services.handle::<NegotiateServices, _>(move |ctx, req| {
         let shared = weak
@@ -235,6 +225,16 @@ pub(crate) fn run(shared: &Arc<Shared>, up: Upgraded) {
             .ok_or_else(|| HandlerError::new("shutting down"))?;
         Ok(negotiate(&shared, conn, &ctx.peer, req))
     });
+    let peer = Peer::new(
+        channel,
+        services,
+        shared.handler_pool.clone(),
+        PeerConfig {
+            call_timeout: shared.sync_timeout,
+            max_pending_requests: shared.max_pending_requests,
+            max_request_rate: Some(shared.max_request_rate),
+        },
+    );
     let link = Arc::new(WrpcLink(peer.clone()));
     if !session::register(
         shared,

@@ -79,12 +79,18 @@ impl fmt::Debug for Context {
     }
 }
 
-/// The services one connection serves: a table from (service id, rpc id) to handler.
-/// It can change while the connection runs (the CP adds the config service only after
-/// negotiation). Clone it to share one table between connections.
+/// The services one end serves: a table from (service id, rpc id) to handler.
+///
+/// A `Services` is a value. [`Clone`] makes a copy: it starts with the same handlers,
+/// and a handler added to or declared in one copy is not seen by the other (copies
+/// share their handlers until one of them changes, so a clone per connection is
+/// cheap). A [`Peer`] serves the table it was made with; to change what a running
+/// connection serves (the control plane adds the config service only after
+/// negotiation), change [`Peer::services`](super::Peer::services), which is that
+/// connection's own table and takes effect at once.
 #[derive(Clone, Default)]
 pub struct Services {
-    pub(crate) table: Arc<HandlerTable<Context>>,
+    pub(crate) table: HandlerTable<Context>,
 }
 
 impl fmt::Debug for Services {

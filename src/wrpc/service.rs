@@ -9,7 +9,7 @@ use bytes::Bytes;
 pub use super::conn::{Context, Services};
 pub use super::rpc::{HandlerError, Rpc};
 use super::stream::InboundStream;
-use super::table::{Entry, HandlerTable, UnaryFn};
+use super::table::{Entry, UnaryFn};
 
 /// `handler` on the bytes of `R`'s request: decoded from the message's buffer (no copy of
 /// its `bytes` fields), answered, encoded.
@@ -35,13 +35,6 @@ impl Services {
     /// An empty table: every request gets INVALID_SERVICE.
     pub fn new() -> Services {
         Services::default()
-    }
-
-    /// A new table holding the same handlers as this one, changed independently.
-    pub fn snapshot(&self) -> Services {
-        Services {
-            table: Arc::new(HandlerTable::clone(&self.table)),
-        }
     }
 
     /// Serves `R` with `handler`, replacing any earlier handler for it.
@@ -110,5 +103,67 @@ impl Services {
     fn insert(&self, svc_id: u32, rpc_id: u32, entry: Entry<Context>) -> &Self {
         self.table.insert(svc_id, rpc_id, entry);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wrpc::table::Lookup;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Empty {}
+
+    crate::wrpc_service! {
+        /// A service for these tests.
+        service TestService = 1 {
+            /// One rpc.
+            rpc First = 1 (Empty) -> Empty;
+            /// Another.
+            rpc Second = 2 (Empty) -> Empty;
+        }
+    }
+
+    fn kind(services: &Services, svc: u32, rpc: u32) -> &'static str {
+        match services.table.lookup(svc, rpc) {
+            Lookup::UnknownService => "unknown service",
+            Lookup::UnknownRpc => "unknown rpc",
+            Lookup::Found(Entry::Unary(_)) => "unary",
+            Lookup::Found(Entry::Inline(_)) => "inline",
+            Lookup::Found(Entry::Stream(_)) => "stream",
+        }
+    }
+
+    #[test]
+    fn a_change_to_one_clone_of_services_does_not_affect_another() {
+        let base = Services::new();
+        base.handle::<First, _>(|_, r| Ok(r));
+        let (a, b) = (base.clone(), base.clone());
+        a.handle_inline::<Second, _>(|_, r| Ok(r));
+        b.declare(7);
+        assert_eq!(kind(&a, 1, 2), "inline");
+        assert_eq!(kind(&b, 1, 2), "unknown rpc");
+        assert_eq!(kind(&base, 1, 2), "unknown rpc");
+        assert!(b.serves(7) && !a.serves(7) && !base.serves(7));
+        for s in [&base, &a, &b] {
+            assert_eq!(
+                kind(s, 1, 1),
+                "unary",
+                "what was there before the clone stays"
+            );
+        }
+    }
+
+    #[test]
+    fn each_registration_serves_its_rpc_in_its_own_way() {
+        let s = Services::new();
+        s.handle::<First, _>(|_, r| Ok(r));
+        s.handle_stream::<Second, _>(|_, _| {});
+        s.handle_raw(2, 1, Arc::new(|_, b| Ok(b.to_vec())));
+        assert_eq!(kind(&s, TestService::ID, 1), "unary");
+        assert_eq!(kind(&s, 1, 2), "stream");
+        assert_eq!(kind(&s, 2, 1), "unary");
+        assert_eq!(kind(&s, 3, 1), "unknown service");
+        assert_eq!(format!("{s:?}"), "Services { ids: [1, 2] }");
     }
 }

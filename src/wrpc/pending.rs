@@ -175,7 +175,8 @@ impl Pending {
     }
 
     /// Whether a call with this seq still waits.
-    pub fn contains(&self, seq: u32) -> bool {
+    #[cfg(test)]
+    fn contains(&self, seq: u32) -> bool {
         lock(&self.inner).slots.contains_key(&seq)
     }
 

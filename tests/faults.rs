@@ -237,6 +237,12 @@ fn a_black_holed_network_mid_config_is_noticed_by_both_sides_and_recovered() {
     cp.set_config(c1.clone()).unwrap();
     applied(&dp, &hash_of(&c1));
     let first_conn = cp.nodes()[0].conn;
+    // The DP's answer to SyncConfig 1 has reached the CP (else the black hole would
+    // swallow it, and the CP would time out on config 1 instead of 2).
+    wait_event_within(&cp_events, PATIENCE, |e| {
+        matches!(e, CpEvent::ConfigAcked { conn, version: 1, .. } if *conn == first_conn)
+            .then_some(())
+    });
     // The network goes silent: no byte passes, nothing is closed.
     relay.black_hole();
     let cut = Instant::now();

@@ -197,9 +197,9 @@ fn slowloris_heads_get_408_at_the_head_timeout() {
         );
     }
     // Each trickler had sent only part of its head when the 408 came (the whole head
-    // takes it 100 ms a byte, many times the timeout): the deadline is for the whole phase, not for each read. The
-    // lower bound is the other half of "at the head timeout": not before it (a slow
-    // machine only makes it longer).
+    // takes it 100 ms a byte, many times the timeout): the deadline is for the whole
+    // phase, not for each read. The lower bound is the other half of "at the head
+    // timeout": not before it (a slow machine only makes it later).
     let took = started.elapsed();
     assert!(took >= HEAD_TIMEOUT, "the 408s came after {took:?}");
     config_reaches(&cp, &good, 2);

@@ -410,7 +410,13 @@ fn pump(
             .filter(|&c| c > 0)
             .unwrap_or(buf.len());
         // Blocks until bytes come, the peer closes, or a cut shuts the socket down.
-        let n = match from.read(&mut buf[..limit]) {
+        let read = from.read(&mut buf[..limit]);
+        // The fate may have changed while reading: a black hole or a cut loses what was
+        // read, and a black hole also swallows the end (a silent network passes no FIN).
+        if *conn.fate.lock().unwrap() != Fate::Forward {
+            continue;
+        }
+        let n = match read {
             Ok(0) => {
                 let _ = to.shutdown(Shutdown::Write);
                 return;
@@ -422,10 +428,6 @@ fn pump(
                 return;
             }
         };
-        // The fate may have changed while reading: a black hole or a cut loses these bytes.
-        if *conn.fate.lock().unwrap() != Fate::Forward {
-            continue;
-        }
         if to.write_all(&buf[..n]).is_err() {
             let _ = from.shutdown(Shutdown::Both);
             return;

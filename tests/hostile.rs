@@ -625,6 +625,9 @@ fn a_peer_that_never_reads_is_dropped_at_its_write_timeout() {
     // A config of ~3 MiB that gzip cannot shrink fills the deaf DP's socket buffers; the
     // deaf DP then floods PingCP, whose answers the CP can no longer write.
     let started = Instant::now();
+    // Filling the buffers takes ~5 s of flooding alone, far more on a busy machine: a
+    // liveness bound, reached only if the CP never drops the deaf DP.
+    let patience = Duration::from_secs(60);
     let since = support::logs::mark();
     let version = cp.set_config(big_config(3_000_000, 1)).unwrap();
     assert_eq!(good.wait_version(version).version, version);
@@ -643,7 +646,7 @@ fn a_peer_that_never_reads_is_dropped_at_its_write_timeout() {
         // reading: the CP stops reading it long before the CP is the one to give up. The
         // wait ends when the CP drops it (our write fails and the channel breaks).
         if channel
-            .wait_for_room(msg.len() + 16, started + PATIENCE * 2)
+            .wait_for_room(msg.len() + 16, started + patience)
             .is_err()
         {
             break;
@@ -658,7 +661,7 @@ fn a_peer_that_never_reads_is_dropped_at_its_write_timeout() {
     // Its pings fill the event queue, which may drop the disconnection: wait for the line
     // the CP logs once the connection is out of the registry.
     let deaf_gone = support::logs::disconnected("deaf");
-    support::logs::wait_lines(since, 1, PATIENCE * 2, "the deaf DP's end", deaf_gone);
+    support::logs::wait_lines(since, 1, patience, "the deaf DP's end", deaf_gone);
     assert!(
         !cp.nodes().iter().any(|n| n.node_id == "deaf"),
         "the deaf DP stays"

@@ -68,15 +68,16 @@ pub fn wait_lines(
     pick: impl Fn(&str) -> bool,
 ) -> Vec<String> {
     let deadline = Instant::now() + patience;
+    let mut found = Vec::new();
     let mut all = lines();
+    // Each line is looked at once: the library's threads wait on this lock to log, and
+    // a flood logs hundreds of thousands of lines.
+    let mut next = since;
     loop {
-        let found: Vec<String> = all
-            .get(since..)
-            .unwrap_or_default()
-            .iter()
-            .filter(|l| pick(l))
-            .cloned()
-            .collect();
+        if let Some(new) = all.get(next..) {
+            found.extend(new.iter().filter(|l| pick(l)).cloned());
+            next = all.len();
+        }
         if found.len() >= count {
             return found;
         }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use chaos::{unix_now, RawDp, Relay};
 use dpspec::config::EncodedConfig;
-use dpspec::cp::PushOutcome;
+use dpspec::cp::{CpEvent, PushOutcome};
 use dpspec::dp::{cache, ConfigUpdate, DataPlane, DpEvent, Reconnect};
 use dpspec::services::config::{PingCPRequest, ReportMetadataRequest, SyncConfigRequest};
 use dpspec::services::negotiation::dp_request;
@@ -23,7 +23,7 @@ use dpspec::wrpc::envelope::{encode_envelope, ErrorType, MessageType, PayloadV1}
 use dpspec::wrpc::Rpc;
 use dpspec::ControlPlane;
 use serde_json::json;
-use support::cp_dp::{Shared, PATIENCE};
+use support::cp_dp::{wait_event_within, Shared, PATIENCE};
 use support::script_cp::{Negotiation, ScriptCp};
 
 fn config(n: u64) -> serde_json::Value {
@@ -59,25 +59,40 @@ fn dp_to(addr: std::net::SocketAddr, certs: &Shared, cache_dir: Option<&PathBuf>
     b.start().unwrap()
 }
 
-/// Waits for the DP to apply the config with `hash`.
+/// Waits for the DP to apply the config with `hash`: its `ConfigApplied` event (the
+/// status is updated before the event is sent), unless the status already shows it.
 fn applied(dp: &DataPlane, hash: &str) {
-    let deadline = Instant::now() + PATIENCE * 2;
-    while dp.status().applied_hash.as_deref() != Some(hash) {
-        assert!(Instant::now() < deadline, "{:?}", dp.status());
-        std::thread::sleep(Duration::from_millis(10));
+    if dp.status().applied_hash.as_deref() != Some(hash) {
+        wait_dp_within(dp, PATIENCE * 2, |e| {
+            matches!(e, DpEvent::ConfigApplied { hash: h, .. } if h == hash).then_some(())
+        });
     }
+    assert_eq!(dp.status().applied_hash.as_deref(), Some(hash));
 }
 
-fn wait_dp<T>(dp: &DataPlane, mut pick: impl FnMut(&DpEvent) -> Option<T>) -> T {
-    let deadline = Instant::now() + PATIENCE;
+fn wait_dp<T>(dp: &DataPlane, pick: impl FnMut(&DpEvent) -> Option<T>) -> T {
+    wait_dp_within(dp, PATIENCE, pick)
+}
+
+/// Waits for the first DP event that `pick` maps to `Some`, skipping the others.
+fn wait_dp_within<T>(
+    dp: &DataPlane,
+    patience: Duration,
+    mut pick: impl FnMut(&DpEvent) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + patience;
+    let mut skipped = Vec::new();
     loop {
         match dp.events().recv_deadline(deadline) {
-            Ok(e) => {
-                if let Some(t) = pick(&e) {
-                    return t;
-                }
-            }
-            Err(_) => panic!("the awaited DP event did not come"),
+            Ok(e) => match pick(&e) {
+                Some(t) => return t,
+                None => skipped.push(e),
+            },
+            Err(_) => panic!(
+                "the awaited DP event did not come in {patience:?}; status {:?}; \
+                 skipped {skipped:#?}",
+                dp.status()
+            ),
         }
     }
 }
@@ -104,13 +119,12 @@ fn cp_killed_mid_push_the_dp_keeps_its_config_and_converges_after() {
     applied(&dp, &hash_of(&c1));
     // A 3 MB push, slowed to a trickle; the CP dies once part of it is through.
     relay.throttle(16 * 1024, Duration::from_millis(20));
-    let mark = relay.down_bytes.load(std::sync::atomic::Ordering::SeqCst);
+    let mark = relay.down_bytes.get();
     cp.set_config(big_config(3_000_000, 7)).unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while relay.down_bytes.load(std::sync::atomic::Ordering::SeqCst) < mark + 200_000 {
-        assert!(Instant::now() < deadline, "the push did not start");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    assert!(
+        relay.down_bytes.wait_at_least(mark + 200_000, PATIENCE),
+        "the push did not start"
+    );
     // What a killed process looks like from the DP: the connection ends, and whatever the
     // CP had not put on the wire is lost.
     relay.cut();
@@ -208,6 +222,7 @@ fn a_black_holed_network_mid_config_is_noticed_by_both_sides_and_recovered() {
         .close_timeout(Duration::from_millis(200))
         .start()
         .unwrap();
+    let cp_events = cp.events();
     let relay = Relay::start(cp.local_addr());
     let dp = DataPlane::builder(relay.addr.to_string())
         .trust(TrustMode::pinned_pem(certs.pem.cert.as_bytes()).unwrap())
@@ -222,25 +237,28 @@ fn a_black_holed_network_mid_config_is_noticed_by_both_sides_and_recovered() {
     cp.set_config(c1.clone()).unwrap();
     applied(&dp, &hash_of(&c1));
     let first_conn = cp.nodes()[0].conn;
+    // The DP's answer to SyncConfig 1 has reached the CP (else the black hole would
+    // swallow it, and the CP would time out on config 1 instead of 2).
+    wait_event_within(&cp_events, PATIENCE, |e| {
+        matches!(e, CpEvent::ConfigAcked { conn, version: 1, .. } if *conn == first_conn)
+            .then_some(())
+    });
     // The network goes silent: no byte passes, nothing is closed.
     relay.black_hole();
     let cut = Instant::now();
     let c2 = big_config(500_000, 3);
     cp.set_config(c2.clone()).unwrap();
-    // The CP: its SyncConfig goes unanswered past sync_timeout; it drops the DP.
-    // (Watched in the registry: the event order of the push's end and the reader's end
-    // varies.)
-    let deadline = Instant::now() + PATIENCE * 2;
-    while cp.nodes().iter().any(|n| n.conn == first_conn) {
-        assert!(
-            Instant::now() < deadline,
-            "the CP never dropped the silent DP"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // The CP: its SyncConfig goes unanswered past sync_timeout; it drops the DP. Nothing
+    // is closed, so only that timeout can have ended the connection (a liveness bound
+    // here, not a clock: how soon is the timeout's business).
+    let reason = wait_event_within(&cp_events, PATIENCE * 2, |e| match e {
+        CpEvent::DpDisconnected { conn, reason, .. } if *conn == first_conn => Some(reason.clone()),
+        _ => None,
+    });
     let cp_noticed = cut.elapsed();
+    assert!(!cp.nodes().iter().any(|n| n.conn == first_conn), "{reason}");
     let lines = support::logs::lines_with("did not answer SyncConfig 2");
-    assert!(!lines.is_empty(), "no SyncConfig timeout logged");
+    assert!(!lines.is_empty(), "no SyncConfig timeout logged: {reason}");
     // The DP: its ping goes unanswered past call_timeout; it reconnects.
     let reason = wait_dp(&dp, |e| match e {
         DpEvent::Disconnected { reason } => Some(reason.clone()),
@@ -248,14 +266,6 @@ fn a_black_holed_network_mid_config_is_noticed_by_both_sides_and_recovered() {
     });
     let dp_noticed = cut.elapsed();
     assert!(reason.contains("did not answer PingCP"), "{reason}");
-    assert!(
-        cp_noticed < Duration::from_secs(3),
-        "CP noticed after {cp_noticed:?}"
-    );
-    assert!(
-        dp_noticed < Duration::from_secs(3),
-        "DP noticed after {dp_noticed:?}"
-    );
     // New connections pass again: the DP gets what it missed.
     applied(&dp, &hash_of(&c2));
     assert!(relay.accepted() >= 2);

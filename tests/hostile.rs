@@ -196,8 +196,12 @@ fn slowloris_heads_get_408_at_the_head_timeout() {
             "{text}"
         );
     }
+    // Each trickler had sent only part of its head when the 408 came (the whole head
+    // takes it 100 ms a byte, many times the timeout): the deadline is for the whole
+    // phase, not for each read. The lower bound is the other half of "at the head
+    // timeout": not before it (a slow machine only makes it later).
     let took = started.elapsed();
-    assert!(took < HEAD_TIMEOUT * 4, "the 408s took {took:?}");
+    assert!(took >= HEAD_TIMEOUT, "the 408s came after {took:?}");
     config_reaches(&cp, &good, 2);
     threads_back(start_threads, 2);
 }
@@ -621,12 +625,16 @@ fn a_peer_that_never_reads_is_dropped_at_its_write_timeout() {
     // A config of ~3 MiB that gzip cannot shrink fills the deaf DP's socket buffers; the
     // deaf DP then floods PingCP, whose answers the CP can no longer write.
     let started = Instant::now();
+    // Filling the buffers takes ~5 s of flooding alone, far more on a busy machine: a
+    // liveness bound, reached only if the CP never drops the deaf DP.
+    let patience = Duration::from_secs(60);
+    let since = support::logs::mark();
     let version = cp.set_config(big_config(3_000_000, 1)).unwrap();
     assert_eq!(good.wait_version(version).version, version);
     let ping = prost::Message::encode_to_vec(&PingCPRequest {
         hash: "0".repeat(32),
     });
-    'flood: for seq in 3..200_000u32 {
+    for seq in 3..200_000u32 {
         let msg = encode_envelope(&PayloadV1::request(
             PingCP::SERVICE_ID,
             PingCP::RPC_ID,
@@ -635,14 +643,13 @@ fn a_peer_that_never_reads_is_dropped_at_its_write_timeout() {
             ping.clone(),
         ));
         // The flooder waits for room in its own outbox rather than drop itself as not
-        // reading: the CP stops reading it long before the CP is the one to give up.
-        loop {
-            let until = Instant::now() + Duration::from_millis(200);
-            match channel.wait_for_room(msg.len() + 16, until) {
-                Ok(()) => break,
-                Err(_) if channel.ended().is_none() && started.elapsed() < PATIENCE * 2 => {}
-                Err(_) => break 'flood,
-            }
+        // reading: the CP stops reading it long before the CP is the one to give up. The
+        // wait ends when the CP drops it (our write fails and the channel breaks).
+        if channel
+            .wait_for_room(msg.len() + 16, started + patience)
+            .is_err()
+        {
+            break;
         }
         if channel.send(&msg).is_err() {
             break;
@@ -651,14 +658,14 @@ fn a_peer_that_never_reads_is_dropped_at_its_write_timeout() {
             break;
         }
     }
-    // (Its pings fill the event queue, so watch the registry rather than the events.)
-    while cp.nodes().iter().any(|n| n.node_id == "deaf") {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the deaf DP stays"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // Its pings fill the event queue, which may drop the disconnection: wait for the line
+    // the CP logs once the connection is out of the registry.
+    let deaf_gone = support::logs::disconnected("deaf");
+    support::logs::wait_lines(since, 1, patience, "the deaf DP's end", deaf_gone);
+    assert!(
+        !cp.nodes().iter().any(|n| n.node_id == "deaf"),
+        "the deaf DP stays"
+    );
     let took = started.elapsed();
     let writes = support::logs::lines_with("dp deaf");
     let timed_out = writes
@@ -680,6 +687,8 @@ fn half_a_tls_record_then_silence_is_dropped_at_the_head_timeout() {
         start_threads,
     } = arena();
     let addr = cp.local_addr();
+    // Before the first connect: the CP's deadlines start later than this.
+    let started = Instant::now();
     // Half a ClientHello: the handshake never completes.
     let mut hello_half = TcpStream::connect(addr).unwrap();
     let mut c = tls.session("kong_clustering").unwrap();
@@ -692,24 +701,21 @@ fn half_a_tls_record_then_silence_is_dropped_at_the_head_timeout() {
     let mut record = Vec::new();
     s.conn.write_tls(&mut record).unwrap();
     s.sock.write_all(&record[..record.len() / 2]).unwrap();
-    let started = Instant::now();
     // Others are served meanwhile.
     config_reaches(&cp, &good, 1);
-    assert!(
-        started.elapsed() < HEAD_TIMEOUT,
-        "the good DP waited on the half records"
-    );
     // Both are dropped at the head timeout: the first with nothing (no TLS to answer in),
-    // the second with a 408 it can still decrypt.
+    // the second with a 408 it can still decrypt. The CP ends the connection: the read
+    // ends with EOF or a reset, not with our own read timeout.
     hello_half.set_read_timeout(Some(PATIENCE)).unwrap();
     let mut sink = Vec::new();
-    let n = hello_half.read_to_end(&mut sink);
-    assert!(matches!(n, Ok(0)) || n.is_err(), "{n:?}");
+    match hello_half.read_to_end(&mut sink) {
+        Ok(0) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        other => panic!("the half ClientHello was not dropped: {other:?} {sink:?}"),
+    }
+    // Not before the timeout (the point of the test; a slow machine only makes it later).
     let took = started.elapsed();
-    assert!(
-        took >= HEAD_TIMEOUT / 2 && took < HEAD_TIMEOUT * 4,
-        "{took:?}"
-    );
+    assert!(took >= HEAD_TIMEOUT, "dropped after {took:?}");
     let status = status_of(&mut s);
     assert_eq!(status, 408);
     threads_back(start_threads, 2);
@@ -751,7 +757,11 @@ fn reconnect_storm(n: usize) {
                                         dp.report(&[]).unwrap();
                                         break dp;
                                     }
-                                    // The cap per node may still count the old connection.
+                                    // A refused dial is retried after a pause, as a real
+                                    // DP does: that is part of the storm, not a wait for
+                                    // readiness. (On a busy machine a handshake can miss
+                                    // the 600 ms head timeout, or the CP may still count
+                                    // the old connection.)
                                     Err(e) if Instant::now() < deadline => {
                                         log::debug!("round {round}: {id}: {e}; again");
                                         std::thread::sleep(Duration::from_millis(50));
@@ -776,6 +786,7 @@ fn reconnect_storm(n: usize) {
     }
     // Every connection drops at once (as when a load balancer in front restarts).
     let started = Instant::now();
+    let since = support::logs::mark();
     for dp in &dps {
         dp.peer.channel().abort();
     }
@@ -785,15 +796,16 @@ fn reconnect_storm(n: usize) {
     for dp in &dps {
         assert_eq!(dp.wait_version(v2).version, v2);
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while cp.nodes().len() != n {
-        assert!(
-            Instant::now() < deadline,
-            "{} nodes, {n} expected",
-            cp.nodes().len()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Every old connection has left the registry (the CP logs each one after; the event
+    // queue is too small to hold them all), and every new one is still there.
+    support::logs::wait_lines(
+        since,
+        n,
+        Duration::from_secs(30),
+        "the old connections' ends",
+        support::logs::disconnected_where(|id| id.starts_with("storm-")),
+    );
+    assert_eq!(cp.nodes().len(), n, "{:#?}", cp.nodes());
     eprintln!("{n} DPs redialed in {redial:?}; peak threads {}", threads());
     for dp in &dps {
         dp.peer.channel().abort();
@@ -905,6 +917,10 @@ fn running_out_of_descriptors_sheds_load_and_recovers() {
     let dp = loop {
         match Dp::connect(addr, &tls, "after", "3.1.0", &pool()) {
             Ok(dp) => break dp,
+            // The child still works through the backlog of the closed connections, each
+            // costing it descriptors for a moment, so a dial may meet EMFILE again: redial
+            // after a pause, as a real DP does (nothing announces the child's free
+            // descriptors; "accepting connections again" is logged on its next accept).
             Err(e) => {
                 assert!(Instant::now() < deadline, "never served again: {e}");
                 std::thread::sleep(Duration::from_millis(50));

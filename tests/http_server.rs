@@ -161,18 +161,17 @@ fn a_silent_client_gets_408_after_the_head_timeout() {
         ..HttpLimits::default()
     };
     let cp = start(config, None);
-    let mut stream = cp.raw_connect();
+    // Before the connect: the server's deadline starts later than this.
     let start = Instant::now();
+    let mut stream = cp.raw_connect();
     let (head, body) = read_to_close(&mut stream);
     let waited = start.elapsed();
     assert_eq!(head.status, 408);
     assert_eq!(head.header_str("kong-node-id"), Some(CP_ID));
     assert_eq!(head.header_str("connection"), Some("close"));
     assert!(String::from_utf8(body).unwrap().contains("in time"));
-    assert!(
-        waited >= Duration::from_millis(250) && waited < Duration::from_millis(2000),
-        "{waited:?}"
-    );
+    // Not before the timeout (a lower bound: a busy machine only makes it later).
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
 }
 
 #[test]
@@ -180,20 +179,18 @@ fn a_trickling_client_gets_408_at_the_head_deadline() {
     let mut config = ServerConfig::new(CP_ID);
     config.limits.head_timeout = Duration::from_millis(300);
     let cp = start(config, None);
-    let mut stream = cp.raw_connect();
     let start = Instant::now();
-    // Send part of a head now and then: each piece is well inside the timeout, the whole
-    // head never is.
+    let mut stream = cp.raw_connect();
+    // Send a byte of a head at a time, each after 100 ms of silence (the trickle is the
+    // scenario): each piece is well inside the timeout, the whole head never is.
     let prefix = request_prefix();
     let mut sent = 0;
-    let mut got_408 = false;
-    while start.elapsed() < Duration::from_secs(3) {
-        if sent < prefix.len() {
-            if stream.write_all(&prefix[sent..sent + 1]).is_err() || stream.flush().is_err() {
-                break;
-            }
-            sent += 1;
+    let mut answer = Vec::new();
+    while sent < prefix.len() {
+        if stream.write_all(&prefix[sent..sent + 1]).is_err() || stream.flush().is_err() {
+            break;
         }
+        sent += 1;
         stream
             .sock
             .set_read_timeout(Some(Duration::from_millis(100)))
@@ -201,7 +198,7 @@ fn a_trickling_client_gets_408_at_the_head_deadline() {
         let mut byte = [0u8; 1];
         match std::io::Read::read(&mut stream, &mut byte) {
             Ok(1) => {
-                got_408 = true;
+                answer.push(byte[0]);
                 break;
             }
             Ok(_) => break,
@@ -210,8 +207,19 @@ fn a_trickling_client_gets_408_at_the_head_deadline() {
         }
     }
     let waited = start.elapsed();
-    assert!(got_408, "no answer after {waited:?}");
-    assert!(waited < Duration::from_millis(1500), "{waited:?}");
+    // The answer came while the head was still being trickled: the timeout is for the
+    // whole head (a timeout per read would never fire, and the loop would send it all).
+    assert!(
+        sent < prefix.len(),
+        "no answer after all {sent} bytes, {waited:?}"
+    );
+    stream.sock.set_read_timeout(Some(PATIENCE)).unwrap();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut answer);
+    let (head, body) = read_to_close(&mut &answer[..]);
+    assert_eq!(head.status, 408, "after {sent} bytes");
+    assert!(String::from_utf8(body).unwrap().contains("in time"));
+    // Not before the timeout (a lower bound: a busy machine only makes it later).
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
 }
 
 #[test]
@@ -232,14 +240,9 @@ fn shutdown_joins_connection_threads_and_new_connects_are_refused() {
     let up = cp.upgraded.recv_timeout(PATIENCE).unwrap();
     drop((dialed, up));
 
-    let start = Instant::now();
     cp.listener.shutdown();
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        start.elapsed()
-    );
-    // The idle connection was cut without an answer.
+    // The idle connection was cut without an answer: shutdown did not wait out its head
+    // timeout (10 s), which would have answered it with a 408.
     let mut buf = [0u8; 16];
     assert!(!matches!(std::io::Read::read(&mut idle, &mut buf), Ok(n) if n > 0));
     let err = TcpStream::connect(addr).unwrap_err();

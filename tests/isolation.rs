@@ -382,6 +382,8 @@ fn sixty_silent_connections_opened_over_five_seconds_do_not_get_fresh_dps_closed
             .map(|i| {
                 let c = RawConn::dial(addr, &tls, &format!("silent-{i}"), PATIENCE);
                 let _ = opened_tx.send(i);
+                // The pacing is the scenario (sixty opened over five seconds, so their
+                // deadlines fall due while fresh DPs come), not a wait for a state.
                 std::thread::sleep(Duration::from_millis(83));
                 c
             })

@@ -11,9 +11,10 @@ use support::chaos;
 use std::time::{Duration, Instant};
 
 use chaos::{rss_kib, threads};
+use dpspec::cp::CpEvent;
 use dpspec::ControlPlane;
 use serde_json::json;
-use support::cp_dp::{pool, Dp, Shared};
+use support::cp_dp::{pool, wait_event, Dp, Shared, PATIENCE};
 
 fn cycles(n: usize) {
     support::init_logs();
@@ -28,36 +29,34 @@ fn cycles(n: usize) {
         .unwrap();
     let tls = certs.client();
     let pool = pool();
+    let events = cp.events();
     let cycle = |i: usize| {
-        let dp = Dp::ready(cp.local_addr(), &tls, &format!("dp-{}", i % 8), &pool);
+        let id = format!("dp-{}", i % 8);
+        let dp = Dp::ready(cp.local_addr(), &tls, &id, &pool);
         dp.next_config();
         dp.peer.close(1000, "bye");
-        assert!(dp.peer.channel().wait_timeout(Duration::from_secs(5)));
+        assert!(dp.peer.channel().wait_timeout(PATIENCE));
+        // The CP has forgotten the connection once it says it ended (the registry goes
+        // first). One cycle at a time, so the first end of `id` seen is this one; reading
+        // every event also keeps the queue from filling.
+        wait_event(&events, |e| {
+            matches!(e, CpEvent::DpDisconnected { node_id, .. } if *node_id == id).then_some(())
+        });
+        assert!(cp.nodes().is_empty(), "{:?}", cp.nodes());
     };
     // Warm up: allocator arenas, TLS session caches, the pools' threads.
     for i in 0..50 {
         cycle(i);
     }
-    let settle = || {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !cp.nodes().is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    };
-    settle();
     let (threads0, rss0) = (threads(), rss_kib());
     let started = Instant::now();
     for i in 0..n {
         cycle(i);
     }
-    settle();
     let took = started.elapsed();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut t = threads();
-    while t > threads0 + threads0 / 10 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        t = threads();
-    }
+    // A connection's threads end just after its end is announced: nothing announces the
+    // moment they are gone, hence the poll of /proc (see the helper).
+    let t = chaos::wait_threads_at_most(threads0 + threads0 / 10, PATIENCE);
     let rss = rss_kib();
     eprintln!(
         "{n} cycles in {took:?}: threads {threads0} -> {t}, RSS {rss0} KiB -> {rss} KiB, \

@@ -49,16 +49,20 @@ fn until_nodes(
     what: &str,
     pred: impl Fn(&dpspec::cp::NodeInfo) -> bool,
 ) {
-    let start = Instant::now();
+    let deadline = Instant::now() + PATIENCE;
     let events = cp.events();
     loop {
         let nodes = cp.nodes();
         if nodes.len() == n && nodes.iter().all(&pred) {
             return;
         }
-        assert!(start.elapsed() < PATIENCE, "{what}: {nodes:#?}");
-        // Every change in the registry comes with an event: wait for the next one.
-        let _ = events.recv_timeout(Duration::from_millis(200));
+        // Every change in the registry is followed by an event (the test is the only
+        // reader): recheck after the next one.
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            events.recv_timeout(left).is_ok(),
+            "{what}: not reached in {PATIENCE:?}: {nodes:#?}"
+        );
     }
 }
 

@@ -390,9 +390,13 @@ fn closing_with_100_calls_pending_fails_all_promptly() {
             std::thread::spawn(move || client.call::<Echo>(&req("wait")))
         })
         .collect();
-    while client.pending_calls() < 100 {
-        std::thread::yield_now();
-    }
+    // Nothing announces a call becoming pending (the callers are blocked in `call`, and
+    // only two of the requests reach a handler), so look at the count until it is 100.
+    assert!(
+        support::wait::until(Duration::from_secs(30), || client.pending_calls() == 100),
+        "{} calls pending",
+        client.pending_calls()
+    );
     let start = Instant::now();
     client.close(1000, "bye");
     for c in callers {

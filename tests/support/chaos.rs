@@ -5,7 +5,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -41,16 +41,19 @@ pub fn rss_kib() -> u64 {
     proc_status("VmRSS:")
 }
 
-/// Waits until the thread count is at most `limit`; returns the last count seen.
+/// Waits until the thread count is at most `limit`; returns the last count seen (the
+/// caller asserts it).
+///
+/// A poll, for want of an event: a connection's threads end just after the control
+/// plane has announced its end (`DpDisconnected`, the log line), and nothing announces
+/// the moment a thread is gone; `/proc` is the only witness.
 pub fn wait_threads_at_most(limit: usize, patience: Duration) -> usize {
-    let deadline = Instant::now() + patience;
-    loop {
-        let n = threads();
-        if n <= limit || Instant::now() >= deadline {
-            return n;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut n = threads();
+    crate::support::wait::until(patience, || {
+        n = threads();
+        n <= limit
+    });
+    n
 }
 
 /// Whole Unix seconds now.
@@ -209,17 +212,69 @@ enum Fate {
 
 struct RelayConn {
     fate: Mutex<Fate>,
+    /// Notified when `fate` changes (a black-holed pump waits on it).
+    fated: Condvar,
     client: TcpStream,
     upstream: TcpStream,
 }
 
+impl RelayConn {
+    fn set_fate(&self, fate: Fate) {
+        *self.fate.lock().unwrap() = fate;
+        self.fated.notify_all();
+        if fate == Fate::Cut {
+            let _ = self.client.shutdown(Shutdown::Both);
+            let _ = self.upstream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// A byte count that can be waited on.
+#[derive(Default)]
+pub struct Counter {
+    bytes: AtomicU64,
+    lock: Mutex<()>,
+    grew: Condvar,
+}
+
+impl Counter {
+    /// The bytes counted so far.
+    pub fn get(&self) -> u64 {
+        self.bytes.load(Ordering::SeqCst)
+    }
+
+    fn add(&self, n: u64) {
+        let _g = self.lock.lock().unwrap();
+        self.bytes.fetch_add(n, Ordering::SeqCst);
+        self.grew.notify_all();
+    }
+
+    /// Waits until at least `bytes` are counted; false if `patience` passes first (a
+    /// liveness bound).
+    pub fn wait_at_least(&self, bytes: u64, patience: Duration) -> bool {
+        let deadline = Instant::now() + patience;
+        let mut g = self.lock.lock().unwrap();
+        while self.get() < bytes {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            g = self.grew.wait_timeout(g, left).unwrap().0;
+        }
+        true
+    }
+}
+
 /// A TCP relay on 127.0.0.1:0 to `target`: forwards bytes both ways, and on command
 /// black-holes or cuts every connection it holds, or throttles what flows to the client.
+/// Its pumps block on their sockets (or, black-holed, on their fate): nothing polls.
 pub struct Relay {
     pub addr: SocketAddr,
     conns: Arc<Mutex<Vec<Arc<RelayConn>>>>,
+    /// Black-holed connections, cut when the relay is dropped (their pumps end then).
+    silenced: Mutex<Vec<Arc<RelayConn>>>,
     /// Bytes forwarded from the target to clients.
-    pub down_bytes: Arc<AtomicU64>,
+    pub down_bytes: Arc<Counter>,
     /// Chunk size and pause between chunks towards the client (0: unthrottled).
     throttle: Arc<(AtomicUsize, AtomicU64)>,
     stop: Arc<AtomicBool>,
@@ -231,7 +286,7 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let conns: Arc<Mutex<Vec<Arc<RelayConn>>>> = Arc::default();
-        let down_bytes = Arc::new(AtomicU64::new(0));
+        let down_bytes = Arc::new(Counter::default());
         let throttle = Arc::new((AtomicUsize::new(0), AtomicU64::new(0)));
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -254,6 +309,7 @@ impl Relay {
                 a.fetch_add(1, Ordering::SeqCst);
                 let conn = Arc::new(RelayConn {
                     fate: Mutex::new(Fate::Forward),
+                    fated: Condvar::new(),
                     client,
                     upstream,
                 });
@@ -267,6 +323,7 @@ impl Relay {
         Relay {
             addr,
             conns,
+            silenced: Mutex::default(),
             down_bytes,
             throttle,
             stop,
@@ -290,18 +347,18 @@ impl Relay {
     /// Every connection held now goes silent: nothing more is read or written on either
     /// side, nothing is closed. Later connections are forwarded normally.
     pub fn black_hole(&self) {
-        for c in self.conns.lock().unwrap().drain(..) {
-            *c.fate.lock().unwrap() = Fate::BlackHole;
+        let held: Vec<_> = self.conns.lock().unwrap().drain(..).collect();
+        for c in &held {
+            c.set_fate(Fate::BlackHole);
         }
+        self.silenced.lock().unwrap().extend(held);
     }
 
     /// Every connection held now is shut down on both sides at once; bytes the relay has
     /// not forwarded yet are lost. Later connections are forwarded normally.
     pub fn cut(&self) {
         for c in self.conns.lock().unwrap().drain(..) {
-            *c.fate.lock().unwrap() = Fate::Cut;
-            let _ = c.client.shutdown(Shutdown::Both);
-            let _ = c.upstream.shutdown(Shutdown::Both);
+            c.set_fate(Fate::Cut);
         }
     }
 }
@@ -311,6 +368,9 @@ impl Drop for Relay {
         self.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(self.addr);
         self.cut();
+        for c in self.silenced.lock().unwrap().drain(..) {
+            c.set_fate(Fate::Cut);
+        }
     }
 }
 
@@ -318,7 +378,7 @@ impl Drop for Relay {
 fn pump(
     conn: &RelayConn,
     up: bool,
-    counter: Option<&AtomicU64>,
+    counter: Option<&Counter>,
     throttle: Option<&(AtomicUsize, AtomicU64)>,
 ) {
     let (mut from, mut to) = if up {
@@ -332,49 +392,53 @@ fn pump(
             conn.client.try_clone().unwrap(),
         )
     };
-    from.set_read_timeout(Some(Duration::from_millis(20)))
-        .unwrap();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let fate = *conn.fate.lock().unwrap();
-        match fate {
-            Fate::Cut => return,
-            Fate::BlackHole => {
-                std::thread::sleep(Duration::from_millis(20));
-                continue;
+        {
+            let mut fate = conn.fate.lock().unwrap();
+            // A black hole holds the pump until the connection is cut (or the relay
+            // dropped): the silence is the scenario, and nothing polls meanwhile.
+            while *fate == Fate::BlackHole {
+                fate = conn.fated.wait(fate).unwrap();
             }
-            Fate::Forward => {}
+            if *fate == Fate::Cut {
+                return;
+            }
         }
         let limit = throttle
             .map(|t| t.0.load(Ordering::SeqCst))
             .filter(|&c| c > 0)
             .unwrap_or(buf.len());
-        let n = match from.read(&mut buf[..limit]) {
+        // Blocks until bytes come, the peer closes, or a cut shuts the socket down.
+        let read = from.read(&mut buf[..limit]);
+        // The fate may have changed while reading: a black hole or a cut loses what was
+        // read, and a black hole also swallows the end (a silent network passes no FIN).
+        if *conn.fate.lock().unwrap() != Fate::Forward {
+            continue;
+        }
+        let n = match read {
             Ok(0) => {
                 let _ = to.shutdown(Shutdown::Write);
                 return;
             }
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(_) => {
                 let _ = to.shutdown(Shutdown::Both);
                 return;
             }
         };
-        // The fate may have changed while reading: a black hole or a cut loses these bytes.
-        if *conn.fate.lock().unwrap() != Fate::Forward {
-            continue;
-        }
         if to.write_all(&buf[..n]).is_err() {
             let _ = from.shutdown(Shutdown::Both);
             return;
         }
         if let Some(c) = counter {
-            c.fetch_add(n as u64, Ordering::SeqCst);
+            c.add(n as u64);
         }
         if let Some(t) = throttle {
             let pause = t.1.load(Ordering::SeqCst);
             if pause > 0 {
+                // The trickle is the scenario: a slow link, `chunk` bytes per `pause`.
                 std::thread::sleep(Duration::from_millis(pause));
             }
         }

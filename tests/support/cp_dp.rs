@@ -219,8 +219,18 @@ impl Dp {
 }
 
 /// Waits for the first event that `pick` maps to `Some`, skipping the others.
-pub fn wait_event<T>(rx: &Receiver<CpEvent>, mut pick: impl FnMut(&CpEvent) -> Option<T>) -> T {
-    let deadline = Instant::now() + PATIENCE;
+pub fn wait_event<T>(rx: &Receiver<CpEvent>, pick: impl FnMut(&CpEvent) -> Option<T>) -> T {
+    wait_event_within(rx, PATIENCE, pick)
+}
+
+/// [`wait_event`] with a patience of its own (a liveness bound: reached only when the
+/// event never comes).
+pub fn wait_event_within<T>(
+    rx: &Receiver<CpEvent>,
+    patience: Duration,
+    mut pick: impl FnMut(&CpEvent) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + patience;
     loop {
         match rx.recv_deadline(deadline) {
             Ok(ev) => {
@@ -228,7 +238,7 @@ pub fn wait_event<T>(rx: &Receiver<CpEvent>, mut pick: impl FnMut(&CpEvent) -> O
                     return t;
                 }
             }
-            Err(_) => panic!("the awaited event did not come"),
+            Err(_) => panic!("the awaited event did not come in {patience:?}"),
         }
     }
 }

@@ -19,3 +19,4 @@ pub mod pair;
 pub mod proxy;
 pub mod script_cp;
 pub mod tls_pair;
+pub mod wait;

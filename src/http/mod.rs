@@ -31,7 +31,8 @@ pub use server::{
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum HttpError {
-    /// A request or response head could not be read.
+    /// A request or response head could not be read. Transparent: its `Display` and
+    /// `source()` are the [`HeadError`]'s own.
     Head(HeadError),
     /// Binding the listening socket failed (address in use, no permission, ...).
     Bind(io::Error),
@@ -58,13 +59,12 @@ impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HttpError::Head(e) => e.fmt(f),
-            HttpError::Bind(e) => write!(
-                f,
-                "could not bind the listener: {e} (is the address in use, or the port privileged?)"
-            ),
-            HttpError::Spawn(e) => write!(f, "could not start a thread: {e}"),
+            HttpError::Bind(_) => {
+                f.write_str("could not bind the listener (is the port taken, or privileged?)")
+            }
+            HttpError::Spawn(_) => f.write_str("could not start a thread"),
             HttpError::InvalidConfig(s) => write!(f, "invalid HTTP configuration: {s}"),
-            HttpError::Io(e) => write!(f, "the connection failed: {e}"),
+            HttpError::Io(_) => f.write_str("the connection failed"),
             HttpError::Timeout(step) => write!(
                 f,
                 "timed out {step}: check the network and the peer, or raise the timeout"
@@ -82,7 +82,8 @@ impl fmt::Display for HttpError {
 impl std::error::Error for HttpError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            HttpError::Head(e) => Some(e),
+            // Transparent, as its Display is the head error's own.
+            HttpError::Head(e) => e.source(),
             HttpError::Bind(e) | HttpError::Spawn(e) | HttpError::Io(e) => Some(e),
             _ => None,
         }

@@ -109,7 +109,7 @@ fn drive<D: SideData>(
             // handshake error is what matters.
             let _ = flush(conn, sock);
             let err = TlsError::from_rustls(e, side);
-            log::debug!("TLS handshake failed: {err}");
+            log::debug!("TLS handshake failed: {}", crate::error::Chain(&err));
             return Err(err);
         }
     }

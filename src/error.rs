@@ -22,15 +22,21 @@ use std::fmt;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// Resolving or connecting the TCP socket failed.
+    /// Resolving or connecting the TCP socket failed. Only with the `dp` feature.
+    #[cfg(feature = "dp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
     Connect(crate::tcp::ConnectError),
-    /// The HTTP CONNECT proxy refused or broke the tunnel.
+    /// The HTTP CONNECT proxy refused or broke the tunnel. Only with the `dp` feature.
+    #[cfg(feature = "dp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
     Proxy(crate::proxy::ProxyError),
     /// TLS configuration or handshake failed.
     Tls(crate::tls::TlsError),
     /// An HTTP head could not be read or was refused.
     Http(crate::http::HttpError),
-    /// The WebSocket upgrade was refused or answered wrongly.
+    /// The WebSocket upgrade was refused or answered wrongly. Only with the `dp` feature.
+    #[cfg(feature = "dp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
     Upgrade(crate::upgrade::UpgradeError),
     /// The message channel failed or is closed.
     Channel(crate::channel::ChannelError),
@@ -50,10 +56,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            #[cfg(feature = "dp")]
             Error::Connect(e) => e.fmt(f),
+            #[cfg(feature = "dp")]
             Error::Proxy(e) => e.fmt(f),
             Error::Tls(e) => e.fmt(f),
             Error::Http(e) => e.fmt(f),
+            #[cfg(feature = "dp")]
             Error::Upgrade(e) => e.fmt(f),
             Error::Channel(e) => e.fmt(f),
             Error::Wrpc(e) => e.fmt(f),
@@ -67,10 +76,13 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
+            #[cfg(feature = "dp")]
             Error::Connect(e) => e.source(),
+            #[cfg(feature = "dp")]
             Error::Proxy(e) => e.source(),
             Error::Tls(e) => e.source(),
             Error::Http(e) => e.source(),
+            #[cfg(feature = "dp")]
             Error::Upgrade(e) => e.source(),
             Error::Channel(e) => e.source(),
             Error::Wrpc(e) => e.source(),
@@ -112,7 +124,8 @@ impl fmt::Display for Chain<'_> {
 }
 
 macro_rules! from_layer {
-    ($($variant:ident($ty:ty)),* $(,)?) => {$(
+    ($($(#[$attr:meta])* $variant:ident($ty:ty)),* $(,)?) => {$(
+        $(#[$attr])*
         impl From<$ty> for Error {
             fn from(e: $ty) -> Self {
                 Error::$variant(e)
@@ -122,10 +135,13 @@ macro_rules! from_layer {
 }
 
 from_layer!(
+    #[cfg(feature = "dp")]
     Connect(crate::tcp::ConnectError),
+    #[cfg(feature = "dp")]
     Proxy(crate::proxy::ProxyError),
     Tls(crate::tls::TlsError),
     Http(crate::http::HttpError),
+    #[cfg(feature = "dp")]
     Upgrade(crate::upgrade::UpgradeError),
     Channel(crate::channel::ChannelError),
     Wrpc(crate::wrpc::WrpcError),
@@ -133,7 +149,7 @@ from_layer!(
     Io(std::io::Error),
 );
 
-#[cfg(test)]
+#[cfg(all(test, feature = "dp", feature = "cp"))]
 mod tests {
     use std::error::Error as _;
     use std::io;

@@ -1,6 +1,8 @@
 //! HTTP/1.1: heads under limits ([`head`]), the CP's listener ([`server`]), the DP's
 //! connections and plain requests ([`client`]) and who the DP says it is ([`node`]).
 //! The WebSocket upgrade sits on top of this module, in [`crate::upgrade`].
+//! [`client`] and the response head exist with feature `dp`; [`server`], the listener
+//! and the request head with feature `cp`.
 //!
 //! Every HTTP request a DP makes carries `kong-node-id`, `kong-version` and
 //! `kong-hostname`; every response the CP gives, `101` and errors included, carries
@@ -10,19 +12,35 @@
 use std::fmt;
 use std::io;
 
+#[cfg(feature = "dp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
 pub mod client;
+#[cfg(feature = "cp")]
 mod conn;
 pub mod head;
+#[cfg(feature = "cp")]
 mod listener;
 pub mod node;
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 pub mod server;
 
+#[cfg(feature = "dp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
 pub use client::{connect, request, Connected, DialOptions};
-pub use head::{
-    read_request_head, read_response_head, HeadError, HttpLimits, RequestHead, ResponseHead,
-};
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
+pub use head::{read_request_head, RequestHead};
+#[cfg(feature = "dp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
+pub use head::{read_response_head, ResponseHead};
+pub use head::{HeadError, HttpLimits};
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 pub use listener::Listener;
 pub use node::{NodeIdentity, HEADER_HOSTNAME, HEADER_NODE_ID, HEADER_VERSION};
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 pub use server::{
     HttpHandler, Request, Response, Route, ServerConfig, Switch, SwitchHandler, Switched,
 };

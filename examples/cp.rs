@@ -107,7 +107,7 @@ fn start(args: &Args) -> Result<ControlPlane, String> {
     if let Some(v) = &args.kong_version {
         b = b.kong_version(v.clone());
     }
-    b.start().map_err(|e| e.to_string())
+    b.start().map_err(|e| e.report().to_string())
 }
 
 /// Reads and pushes the config file; logs what went wrong instead of stopping.
@@ -115,7 +115,7 @@ fn push_file(cp: &ControlPlane, path: &PathBuf) {
     let parsed = std::fs::read(path)
         .map_err(|e| e.to_string())
         .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).map_err(|e| e.to_string()));
-    match parsed.map(|v| cp.set_config(v).map_err(|e| e.to_string())) {
+    match parsed.map(|v| cp.set_config(v).map_err(|e| e.report().to_string())) {
         Ok(Ok(version)) => log::info!("{} pushed as version {version}", path.display()),
         Ok(Err(e)) | Err(e) => log::error!("{}: {e}", path.display()),
     }

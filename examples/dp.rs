@@ -152,7 +152,7 @@ fn start(args: &Args) -> Result<DataPlane, String> {
             .ok_or_else(|| format!("--ping-interval {v:?}: expected seconds above 0"))?;
         b = b.ping_interval(Duration::from_secs_f64(secs));
     }
-    b.start().map_err(|e| e.to_string())
+    b.start().map_err(|e| e.report().to_string())
 }
 
 /// One event as a JSON line; `protocol` is that of the connection it happened on.

@@ -231,8 +231,8 @@ fn server(f: &Flags) -> Result<(), String> {
     let config = ServerConfig::new("dpspec-echo")
         .with_route(WRPC_PATH, upgrade::route(endpoint.clone(), handler.clone()))
         .with_route("/echo", upgrade::route(endpoint, handler));
-    let listener =
-        Listener::bind(f.listen.as_str(), tls, config).map_err(|e| format!("{}: {e}", f.listen))?;
+    let listener = Listener::bind(f.listen.as_str(), tls, config)
+        .map_err(|e| format!("{}: {}", f.listen, dpspec::Error::from(e).report()))?;
     println!(
         "{}",
         json!({"event": "listening", "addr": listener.local_addr().to_string()})

@@ -33,24 +33,39 @@
 //! The phase before a connection is authenticated has one deadline and a cap. The
 //! [`channel`] module and the README's "Threads and limits" give every limit and its
 //! default.
+//!
+//! # Features
+//!
+//! `dp` and `cp` (both on by default) each compile one role and only the parts of the
+//! lower layers that role uses: a DP-only build has no listener, server TLS, server side
+//! of the upgrade, negotiation policy, config encoder or JSON-protocol checks of a CP; a
+//! CP-only build has no dialer, proxy, client TLS or config intake of a DP. Items that
+//! exist with one feature only say so in their docs.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod channel;
 pub mod config;
 #[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 pub mod cp;
 #[cfg(any(feature = "dp", feature = "cp"))]
 mod deadline;
 #[cfg(feature = "dp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
 pub mod dp;
 mod error;
 pub mod http;
 pub mod outlet;
 pub mod protocol;
+#[cfg(feature = "dp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
 pub mod proxy;
 pub mod random;
 pub mod services;
+#[cfg(feature = "dp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
 pub mod tcp;
 pub mod tls;
 pub mod upgrade;

@@ -69,7 +69,7 @@ impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ProxyError::InvalidUrl(s) => write!(f, "invalid proxy URL: {s}"),
-            ProxyError::Connect(e) => write!(f, "cannot reach the proxy: {e}"),
+            ProxyError::Connect(e) => write!(f, "cannot reach the proxy {}", e.target()),
             ProxyError::Refused {
                 proxy,
                 status,
@@ -100,7 +100,9 @@ impl fmt::Display for ProxyError {
             ProxyError::Closed { proxy } => {
                 write!(f, "proxy {proxy} closed the connection during the CONNECT")
             }
-            ProxyError::Io { proxy, source } => write!(f, "proxy {proxy}: {source}"),
+            ProxyError::Io { proxy, .. } => {
+                write!(f, "the connection to proxy {proxy} failed")
+            }
         }
     }
 }

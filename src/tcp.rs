@@ -53,8 +53,8 @@ impl fmt::Display for ConnectError {
             ConnectError::InvalidAddress { input, reason } => {
                 write!(f, "invalid address {input:?}: {reason}")
             }
-            ConnectError::Resolve { target, source } => {
-                write!(f, "cannot resolve {target}: {source}; check the host name")
+            ConnectError::Resolve { target, .. } => {
+                write!(f, "cannot resolve {target}; check the host name")
             }
             ConnectError::Refused { target } => write!(
                 f,
@@ -65,9 +65,20 @@ impl fmt::Display for ConnectError {
                 "connecting to {target} timed out after {} ms; check the address and any firewall",
                 timeout.as_millis()
             ),
-            ConnectError::Io { target, source } => {
-                write!(f, "cannot connect to {target}: {source}")
-            }
+            ConnectError::Io { target, .. } => write!(f, "cannot connect to {target}"),
+        }
+    }
+}
+
+impl ConnectError {
+    /// The `host:port` (or the address text given) this error is about.
+    pub(crate) fn target(&self) -> &str {
+        match self {
+            ConnectError::InvalidAddress { input, .. } => input,
+            ConnectError::Resolve { target, .. }
+            | ConnectError::Refused { target }
+            | ConnectError::TimedOut { target, .. }
+            | ConnectError::Io { target, .. } => target,
         }
     }
 }

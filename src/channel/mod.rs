@@ -199,7 +199,7 @@ impl fmt::Display for ChannelError {
                  (raise max_message_size on both ends, Kong's cluster_max_payload)"
             ),
             ChannelError::Closed(ended) => write!(f, "channel is closed: {ended}"),
-            ChannelError::Io(e) => write!(f, "write failed, connection dropped: {e}"),
+            ChannelError::Io(_) => f.write_str("write failed, connection dropped"),
             ChannelError::WriteTimeout(after) => write!(
                 f,
                 "write timed out after {after:?}: the peer is not reading; connection dropped"
@@ -213,12 +213,19 @@ impl fmt::Display for ChannelError {
                 "cannot wait for an answer on the connection's own reader thread (an inline \
                  handler): register the handler with Services::handle instead",
             ),
-            ChannelError::Spawn(e) => write!(f, "could not start a thread: {e}"),
+            ChannelError::Spawn(_) => f.write_str("could not start a thread"),
         }
     }
 }
 
-impl std::error::Error for ChannelError {}
+impl std::error::Error for ChannelError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ChannelError::Io(e) | ChannelError::Spawn(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Receives what the reader thread reads. Runs on the reader thread: keep it quick and
 /// hand long work to other threads.

@@ -1,28 +1,16 @@
-//! The config on the wire: gzip on the control plane, inflate under a size cap and JSON
-//! parsing on the data plane.
+//! The config as a data plane receives it: inflated under a size cap and parsed as a JSON
+//! object. (The control plane's side, gzip, is [`encode`](super::encode).)
 
-use std::io::{Read, Write};
-use std::sync::Arc;
+use std::io::Read;
 
 use flate2::read::{GzDecoder, ZlibDecoder};
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use serde_json::{Map, Value};
 
-use super::hash::{config_hashes, Hashes};
-use super::ConfigError;
+use super::{kind_of, ConfigError};
 
 /// Default cap on an inflated config: 64 MiB. A compressed config that inflates to more
 /// fails with [`ConfigError::TooLarge`] after costing at most this much memory.
 pub const DEFAULT_MAX_INFLATED: usize = 64 * 1024 * 1024;
-
-/// Compresses `json` with gzip at level 6, the level Kong uses.
-pub fn gzip(json: &[u8]) -> Vec<u8> {
-    let mut enc = GzEncoder::new(Vec::with_capacity(json.len() / 8 + 64), Compression::new(6));
-    // Writing into a Vec cannot fail.
-    let _ = enc.write_all(json);
-    enc.finish().unwrap_or_default()
-}
 
 /// Inflates a compressed config, detecting gzip (starts with `1f 8b`) or zlib (a valid
 /// zlib header, usually `78 ..`), as Kong's data plane accepts both.
@@ -92,47 +80,15 @@ pub fn decode(data: &[u8], max: usize) -> Result<Map<String, Value>, ConfigError
     parse_object(&inflate(data, max)?)
 }
 
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// A config encoded once for sending: the control plane sends the same bytes and hashes
-/// to every data plane (cloning is cheap: the bytes are shared).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EncodedConfig {
-    /// The gzip of the config's compact JSON: SyncConfig's `config` field.
-    pub gzipped: Arc<[u8]>,
-    /// Kong's hashes of the config: `config_hash` and `hashes` in SyncConfig.
-    pub hashes: Hashes,
-    /// Length of the JSON before compression, in bytes.
-    pub json_len: usize,
-}
-
-impl EncodedConfig {
-    /// Checks that `config` is an object, serializes it compactly, hashes it and gzips it.
-    pub fn new(config: &Value) -> Result<EncodedConfig, ConfigError> {
-        let Value::Object(map) = config else {
-            return Err(ConfigError::NotAnObject(kind_of(config)));
-        };
-        let json = serde_json::to_vec(config).map_err(|e| ConfigError::Json(e.to_string()))?;
-        Ok(EncodedConfig {
-            gzipped: gzip(&json).into(),
-            hashes: config_hashes(map),
-            json_len: json.len(),
-        })
-    }
-}
-
-#[cfg(test)]
+#[cfg(all(test, feature = "cp"))]
 mod tests {
     use super::*;
+    use std::io::Write;
+
+    use flate2::write::GzEncoder;
+    use flate2::Compression;
+
+    use crate::config::{config_hashes, gzip, EncodedConfig};
     use flate2::write::ZlibEncoder;
     use serde_json::json;
 

@@ -1,16 +1,27 @@
 //! The declarative config as it travels in SyncConfig: Kong's config hash ([`hash`]), and
-//! the gzip and JSON intake with size limits ([`codec`]).
+//! the gzip encoding of a control plane ([`encode`]) and the JSON intake of a data plane
+//! with size limits ([`codec`]).
 //!
-//! The control plane encodes a config once ([`codec::EncodedConfig`]) and sends the same
+//! The control plane encodes a config once ([`encode::EncodedConfig`]) and sends the same
 //! bytes to every data plane; a data plane inflates under a cap
 //! ([`codec::DEFAULT_MAX_INFLATED`]) so a gzip bomb costs it at most that much memory.
 
 use std::fmt;
 
+#[cfg(feature = "dp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
 pub mod codec;
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
+pub mod encode;
 pub mod hash;
 
-pub use codec::{decode, gzip, inflate, parse_object, EncodedConfig, DEFAULT_MAX_INFLATED};
+#[cfg(feature = "dp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
+pub use codec::{decode, inflate, parse_object, DEFAULT_MAX_INFLATED};
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
+pub use encode::{gzip, EncodedConfig};
 pub use hash::{config_hashes, hash_value, Hashes, EMPTY_HASH};
 
 /// Why a config could not be encoded or decoded.
@@ -53,3 +64,16 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// What kind of JSON value `v` is, for error messages.
+fn kind_of(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

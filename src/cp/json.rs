@@ -102,7 +102,7 @@ impl Link for JsonLink {
         self.channel
             .send_shared_then(&[], frame.gzipped.clone(), Some(on_written))
             .map(|()| Sent::Queued)
-            .map_err(|e| e.to_string())
+            .map_err(|e| crate::error::Chain(&e).to_string())
     }
 }
 

@@ -97,7 +97,11 @@ pub(crate) fn open(shared: &Shared, up: Upgraded, base: &ChannelConfig) -> Optio
             reader,
         }),
         Err(e) => {
-            log::warn!("connection from {} failed: {e}", up.peer_addr);
+            log::warn!(
+                "connection from {} failed: {}",
+                up.peer_addr,
+                crate::error::Chain(&e)
+            );
             None
         }
     }

@@ -182,7 +182,10 @@ impl Intake {
                 return Outcome::Ignored;
             }
             Err(e) => {
-                log::warn!("rejecting a reconfigure from the CP, keeping the applied config: {e}");
+                log::warn!(
+                    "rejecting a reconfigure from the CP, keeping the applied config: {}",
+                    crate::error::Chain(&e)
+                );
                 return Outcome::Rejected {
                     version: None,
                     errors: vec![config_error(

@@ -77,6 +77,7 @@ fn converse(
         if shared.stopping() {
             return SessionEnd::stopping(false);
         }
+        let e = crate::error::Chain(&e);
         return SessionEnd::failed(format!("sending basic_info: {e}"), false);
     }
     log::debug!("{}: basic_info sent", channel.label());
@@ -98,7 +99,11 @@ fn converse(
             match channel.send_ping(&outlet::ping_payload(Some(&hash))) {
                 Ok(()) => shared.emit(DpEvent::Pinged { hash }),
                 // The end arrives on `ended` (or shutdown) at once.
-                Err(e) => log::debug!("{}: ping not sent: {e}", channel.label()),
+                Err(e) => log::debug!(
+                    "{}: ping not sent: {}",
+                    channel.label(),
+                    crate::error::Chain(&e)
+                ),
             }
             next_ping = now + s.ping_interval;
         }

@@ -66,10 +66,11 @@ pub(crate) fn run(shared: &Arc<Shared>, shutdown: &Receiver<()>) -> SessionEnd {
     let dialed = match dial(&opts, &target) {
         Ok(d) => d,
         Err(e) => {
+            let e = crate::error::Chain(&e);
             return SessionEnd::failed(
                 format!("connecting to {}:{} ({protocol}): {e}", s.host, s.port),
                 false,
-            )
+            );
         }
     };
     let cp_node_id = dialed
@@ -89,7 +90,10 @@ pub(crate) fn run(shared: &Arc<Shared>, shutdown: &Receiver<()>) -> SessionEnd {
         cfg,
     ) {
         Ok(c) => c,
-        Err(e) => return SessionEnd::failed(format!("starting the channel: {e}"), false),
+        Err(e) => {
+            let e = crate::error::Chain(&e);
+            return SessionEnd::failed(format!("starting the channel: {e}"), false);
+        }
     };
     let conn = Connection {
         channel,
@@ -144,8 +148,10 @@ fn probe(opts: &DialOptions) -> Result<Protocol, String> {
             Ok(protocol)
         }
         Err(e) => Err(format!(
-            "probing {}:{} with HEAD {WRPC_PATH} to pick the protocol: {e}",
-            opts.host, opts.port
+            "probing {}:{} with HEAD {WRPC_PATH} to pick the protocol: {}",
+            opts.host,
+            opts.port,
+            crate::error::Chain(&e)
         )),
     }
 }
@@ -154,7 +160,7 @@ fn probe(opts: &DialOptions) -> Result<Protocol, String> {
 /// spawning it): publishes the connection ([`connected`]), runs `converse` until the
 /// connection ends, closes the channel with the reason the conversation ended for (unless
 /// the channel has ended already), and waits for the reader thread.
-pub(crate) fn serve<E: std::fmt::Display>(
+pub(crate) fn serve<E: std::error::Error + 'static>(
     shared: &Shared,
     channel: &Channel,
     protocol: Protocol,
@@ -164,7 +170,10 @@ pub(crate) fn serve<E: std::fmt::Display>(
 ) -> SessionEnd {
     let reader = match reader {
         Ok(handle) => handle,
-        Err(e) => return SessionEnd::failed(format!("starting the reader: {e}"), false),
+        Err(e) => {
+            let e = crate::error::Chain(&e);
+            return SessionEnd::failed(format!("starting the reader: {e}"), false);
+        }
     };
     connected(shared, channel, protocol, cp_node_id);
     let end = converse();

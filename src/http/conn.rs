@@ -64,7 +64,10 @@ pub(super) fn serve(
     }
     let mut timed = Timed { sock, deadline };
     if let Err(e) = tls::server_handshake(&mut session, &mut timed) {
-        log::info!("TLS handshake with {peer} failed: {e}");
+        log::info!(
+            "TLS handshake with {peer} failed: {}",
+            crate::error::Chain(&e)
+        );
         return;
     }
     let mut stream = StreamOwned::new(session, timed);
@@ -77,7 +80,7 @@ pub(super) fn serve(
                     let resp = error_response(status, e.to_string());
                     send_response(inner, stream, &resp, true);
                 }
-                None => log::debug!("connection from {peer} ended: {e}"),
+                None => log::debug!("connection from {peer} ended: {}", crate::error::Chain(&e)),
             }
             return;
         }
@@ -222,6 +225,7 @@ fn serve_plain(
         Ok(body) => body,
         Err(e @ HttpError::Timeout(_)) => return reject(stream, 408, e.to_string()),
         Err(e) => {
+            let e = crate::error::Chain(&e);
             log::debug!("connection from {peer} ended: {e}");
             return;
         }

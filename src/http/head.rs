@@ -101,7 +101,7 @@ impl fmt::Display for HeadError {
             HeadError::Timeout => f.write_str(
                 "the peer did not send a whole HTTP head in time: check the network, or raise head_timeout",
             ),
-            HeadError::Io(e) => write!(f, "reading an HTTP head failed: {e}"),
+            HeadError::Io(_) => f.write_str("reading an HTTP head failed"),
         }
     }
 }
@@ -126,7 +126,9 @@ fn find<'a>(headers: &'a Headers, name: &str) -> Option<&'a [u8]> {
         .map(|(_, v)| v.as_slice())
 }
 
-/// A parsed HTTP/1.x request head.
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
+/// A parsed HTTP/1.x request head. Only with the `cp` feature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
     /// The method, as sent (`GET`, `HEAD`, ...).
@@ -139,6 +141,7 @@ pub struct RequestHead {
     pub headers: Headers,
 }
 
+#[cfg(feature = "cp")]
 impl RequestHead {
     /// The first value of header `name` (case-insensitive), as raw bytes.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
@@ -191,7 +194,9 @@ impl RequestHead {
     }
 }
 
-/// A parsed HTTP/1.x response head.
+#[cfg(feature = "dp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
+/// A parsed HTTP/1.x response head. Only with the `dp` feature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponseHead {
     /// The status code.
@@ -204,6 +209,7 @@ pub struct ResponseHead {
     pub headers: Headers,
 }
 
+#[cfg(feature = "dp")]
 impl ResponseHead {
     /// The first value of header `name` (case-insensitive), as raw bytes.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
@@ -216,6 +222,8 @@ impl ResponseHead {
     }
 }
 
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 /// Reads one request head from `r` under `limits`.
 ///
 /// Returns the head and every byte read past it (the start of a body, or of WebSocket
@@ -244,6 +252,8 @@ pub fn read_request_head(
     })
 }
 
+#[cfg(feature = "dp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
 /// Reads one response head from `r` under `limits`; see [`read_request_head`].
 pub fn read_response_head(
     r: &mut impl Read,
@@ -355,6 +365,8 @@ fn malformed(e: httparse::Error) -> &'static str {
     }
 }
 
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 /// The standard reason phrase for `status` (`"Unknown"` for codes not listed).
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
@@ -395,6 +407,8 @@ pub fn valid_header_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 /// Whether `v` may be written as a header value: no control characters but tab.
 pub fn valid_header_value(v: &[u8]) -> bool {
     v.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
@@ -408,7 +422,7 @@ pub(crate) fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "dp", feature = "cp"))]
 mod tests {
     use super::*;
     use std::io::Cursor;

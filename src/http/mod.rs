@@ -1,6 +1,8 @@
 //! HTTP/1.1: heads under limits ([`head`]), the CP's listener ([`server`]), the DP's
 //! connections and plain requests ([`client`]) and who the DP says it is ([`node`]).
 //! The WebSocket upgrade sits on top of this module, in [`crate::upgrade`].
+//! [`client`] and the response head exist with feature `dp`; [`server`], the listener
+//! and the request head with feature `cp`.
 //!
 //! Every HTTP request a DP makes carries `kong-node-id`, `kong-version` and
 //! `kong-hostname`; every response the CP gives, `101` and errors included, carries
@@ -10,19 +12,35 @@
 use std::fmt;
 use std::io;
 
+#[cfg(feature = "dp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
 pub mod client;
+#[cfg(feature = "cp")]
 mod conn;
 pub mod head;
+#[cfg(feature = "cp")]
 mod listener;
 pub mod node;
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 pub mod server;
 
+#[cfg(feature = "dp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
 pub use client::{connect, request, Connected, DialOptions};
-pub use head::{
-    read_request_head, read_response_head, HeadError, HttpLimits, RequestHead, ResponseHead,
-};
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
+pub use head::{read_request_head, RequestHead};
+#[cfg(feature = "dp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
+pub use head::{read_response_head, ResponseHead};
+pub use head::{HeadError, HttpLimits};
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 pub use listener::Listener;
 pub use node::{NodeIdentity, HEADER_HOSTNAME, HEADER_NODE_ID, HEADER_VERSION};
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 pub use server::{
     HttpHandler, Request, Response, Route, ServerConfig, Switch, SwitchHandler, Switched,
 };
@@ -31,7 +49,8 @@ pub use server::{
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum HttpError {
-    /// A request or response head could not be read.
+    /// A request or response head could not be read. Transparent: its `Display` and
+    /// `source()` are the [`HeadError`]'s own.
     Head(HeadError),
     /// Binding the listening socket failed (address in use, no permission, ...).
     Bind(io::Error),
@@ -58,13 +77,12 @@ impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HttpError::Head(e) => e.fmt(f),
-            HttpError::Bind(e) => write!(
-                f,
-                "could not bind the listener: {e} (is the address in use, or the port privileged?)"
-            ),
-            HttpError::Spawn(e) => write!(f, "could not start a thread: {e}"),
+            HttpError::Bind(_) => {
+                f.write_str("could not bind the listener (is the port taken, or privileged?)")
+            }
+            HttpError::Spawn(_) => f.write_str("could not start a thread"),
             HttpError::InvalidConfig(s) => write!(f, "invalid HTTP configuration: {s}"),
-            HttpError::Io(e) => write!(f, "the connection failed: {e}"),
+            HttpError::Io(_) => f.write_str("the connection failed"),
             HttpError::Timeout(step) => write!(
                 f,
                 "timed out {step}: check the network and the peer, or raise the timeout"
@@ -82,7 +100,8 @@ impl fmt::Display for HttpError {
 impl std::error::Error for HttpError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            HttpError::Head(e) => Some(e),
+            // Transparent, as its Display is the head error's own.
+            HttpError::Head(e) => e.source(),
             HttpError::Bind(e) | HttpError::Spawn(e) | HttpError::Io(e) => Some(e),
             _ => None,
         }

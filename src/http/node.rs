@@ -2,6 +2,7 @@
 //! `kong-version` and `kong-hostname` headers (and, for an upgrade, the same three in the
 //! query; see [`crate::upgrade`]).
 
+#[cfg(feature = "dp")]
 use super::head::push_header;
 use super::HttpError;
 
@@ -74,6 +75,7 @@ pub(crate) fn query_safe(b: u8) -> bool {
 }
 
 /// Appends the DP's three identity headers (values that cannot be sent are left out).
+#[cfg(feature = "dp")]
 pub(crate) fn push_node_headers(out: &mut Vec<u8>, node: &NodeIdentity) {
     for (name, value) in [
         (HEADER_NODE_ID, &node.node_id),

@@ -9,11 +9,16 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+#[cfg(feature = "dp")]
+use serde_json::Map;
+use serde_json::Value;
 
+#[cfg(feature = "cp")]
 use super::{cut, kind_of, Message, OutletError};
 use crate::services::config::PluginVersion;
 
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 /// What the control plane keeps from a `basic_info`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -27,6 +32,8 @@ pub struct BasicInfo {
     pub labels: BTreeMap<String, String>,
 }
 
+#[cfg(feature = "dp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
 /// Encodes the data plane's `basic_info` as Kong's data plane does: `plugins` sorted by
 /// lowercased name (ties keep their order), `version` left out for a plugin whose version
 /// is empty, `labels` only when `labels` is given and not empty.
@@ -63,6 +70,8 @@ pub fn encode_basic_info(
     serde_json::to_vec(&Value::Object(msg)).unwrap_or_default()
 }
 
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 /// Parses a data plane's first frame on the control plane.
 ///
 /// Requires, as Kong's control plane does, a JSON object with `type` `basic_info` and a
@@ -124,6 +133,7 @@ pub fn parse_basic_info(frame: &[u8]) -> Result<BasicInfo, OutletError> {
     Ok(BasicInfo { plugins, labels })
 }
 
+#[cfg(feature = "cp")]
 fn plugin(i: usize, p: &Value) -> Result<PluginVersion, OutletError> {
     let Value::Object(p) = p else {
         return Err(invalid(format!("plugins[{i}]"), "an object", p));
@@ -148,6 +158,7 @@ fn plugin(i: usize, p: &Value) -> Result<PluginVersion, OutletError> {
     Ok(PluginVersion { name, version })
 }
 
+#[cfg(feature = "cp")]
 fn invalid(field: String, expected: &'static str, got: &Value) -> OutletError {
     OutletError::Invalid {
         message: Message::BasicInfo,
@@ -157,7 +168,7 @@ fn invalid(field: String, expected: &'static str, got: &Value) -> OutletError {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "dp", feature = "cp"))]
 mod tests {
     use super::*;
 

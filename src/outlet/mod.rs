@@ -39,16 +39,36 @@ use std::time::Duration;
 
 pub mod basic_info;
 mod error;
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 pub mod gate;
 pub mod ping;
 pub mod reconfigure;
 
-pub use basic_info::{encode_basic_info, parse_basic_info, BasicInfo};
+#[cfg(feature = "dp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
+pub use basic_info::encode_basic_info;
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
+pub use basic_info::{parse_basic_info, BasicInfo};
 pub(crate) use error::{cut, kind_of};
 pub use error::{Message, OutletError};
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 pub use gate::{json_version_gate, max_frame_for, DEFAULT_JSON_CP_VERSION};
-pub use ping::{check_ping, is_wire_hash, ping_payload};
-pub use reconfigure::{decode_reconfigure, Decoded, EncodedReconfigure, Reconfigure};
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
+pub use ping::check_ping;
+pub use ping::is_wire_hash;
+#[cfg(feature = "dp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
+pub use ping::ping_payload;
+#[cfg(feature = "dp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
+pub use reconfigure::{decode_reconfigure, Decoded, Reconfigure};
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
+pub use reconfigure::{timestamp, EncodedReconfigure};
 
 /// The WebSocket path of the protocol. Kong's control plane matches it exactly
 /// (`location = /v1/outlet`); the query string carries the node's id, hostname and

@@ -6,7 +6,9 @@
 //! plane closes the session on any payload that is not exactly 32 bytes; older ones
 //! store whatever comes. The control plane answers each ping with an empty pong.
 
-use super::{OutletError, PING_HASH_LEN};
+#[cfg(feature = "cp")]
+use super::OutletError;
+use super::PING_HASH_LEN;
 use crate::config::EMPTY_HASH;
 
 /// Whether `hash` may go on the wire as a config hash: exactly [`PING_HASH_LEN`] bytes,
@@ -20,6 +22,8 @@ pub fn is_wire_hash(hash: &str) -> bool {
     hash.len() == PING_HASH_LEN && hash.bytes().all(|b| b.is_ascii_graphic())
 }
 
+#[cfg(feature = "dp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
 /// The data plane's ping payload: `applied_hash`, or 32 zeros (Kong's hash of "no
 /// config") when nothing is applied.
 ///
@@ -35,6 +39,8 @@ pub fn ping_payload(applied_hash: Option<&str>) -> [u8; PING_HASH_LEN] {
     out
 }
 
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 /// Reads a data plane's ping payload on the control plane: the hash of the config it
 /// runs.
 ///
@@ -55,7 +61,7 @@ pub fn check_ping(payload: &[u8]) -> Result<String, OutletError> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "dp", feature = "cp"))]
 mod tests {
     use super::*;
 

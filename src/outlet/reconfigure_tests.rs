@@ -6,10 +6,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use flate2::write::{DeflateEncoder, GzEncoder, ZlibEncoder};
 use flate2::Compression;
-use serde_json::json;
+use serde_json::{json, Map, Value};
 
 use super::*;
-use crate::config::{hash_value, inflate};
+use crate::config::{config_hashes, hash_value, inflate, ConfigError, EMPTY_HASH};
+use crate::outlet::{Message, OutletError};
 
 const MAX: usize = 1024 * 1024;
 const HASH: &str = "8f1e3b8b0d1c4a9e2f6a7b5c3d2e1f00";

@@ -5,12 +5,15 @@
 //!   names the services and versions it speaks, the control plane picks
 //!   ([`negotiation::NegotiationPolicy`]).
 //! - [`config`] (service 1): config pushes, metadata reports and pings.
-//! - [`gate`]: the control plane's compatibility checks (Kong version, plugins).
+//! - [`gate`]: the control plane's compatibility checks (Kong version, plugins); feature
+//!   `cp` only.
 //!
 //! Messages are prost structs written by hand from the protocol definitions; wire field
 //! numbers are those of Kong's definitions.
 
 pub mod config;
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 pub mod gate;
 pub mod negotiation;
 

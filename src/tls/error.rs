@@ -175,8 +175,8 @@ impl fmt::Display for TlsError {
             TlsError::Closed => {
                 f.write_str("the peer closed the connection during the TLS handshake")
             }
-            TlsError::Io(e) => write!(f, "i/o error during TLS: {e}"),
-            TlsError::Protocol(e) => write!(f, "TLS protocol error: {e}"),
+            TlsError::Io(_) => f.write_str("the connection failed during TLS"),
+            TlsError::Protocol(_) => f.write_str("TLS protocol error"),
         }
     }
 }

@@ -13,18 +13,25 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use rustls::{ConnectionCommon, Side, SideData};
+#[cfg(feature = "cp")]
 use rustls_pki_types::CertificateDer;
 
+#[cfg(feature = "dp")]
 mod client;
 mod error;
 mod pem;
+#[cfg(feature = "cp")]
 mod server;
 mod validity;
 mod verify;
 
+#[cfg(feature = "dp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
 pub use client::{ClientTls, TrustMode};
 pub use error::{Peer, TlsError};
 pub use pem::Identity;
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 pub use server::{peer_certificate, ClientAuth, ServerTls};
 
 /// The server name Kong uses in shared mode for SNI and verification.
@@ -60,7 +67,9 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 const VERSIONS: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 
-/// Runs a client handshake to completion on a blocking socket.
+#[cfg(feature = "dp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
+/// Runs a client handshake to completion on a blocking socket. Only with the `dp` feature.
 ///
 /// The caller bounds the socket's reads and writes (one deadline for the whole
 /// handshake: a socket that sets its timeout to the time left before each call); running
@@ -74,7 +83,9 @@ pub fn client_handshake(
     drive(&mut **conn, sock, Side::Client)
 }
 
-/// Runs a server handshake to completion on a blocking socket.
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
+/// Runs a server handshake to completion on a blocking socket. Only with the `cp` feature.
 ///
 /// A refused client certificate ends the handshake with a TLS alert sent to the client,
 /// before any HTTP byte is read. The caller bounds the socket as for
@@ -109,7 +120,7 @@ fn drive<D: SideData>(
             // handshake error is what matters.
             let _ = flush(conn, sock);
             let err = TlsError::from_rustls(e, side);
-            log::debug!("TLS handshake failed: {err}");
+            log::debug!("TLS handshake failed: {}", crate::error::Chain(&err));
             return Err(err);
         }
     }
@@ -129,6 +140,7 @@ fn flush<D: SideData>(
     sock.flush().map_err(TlsError::from_io)
 }
 
+#[cfg(feature = "cp")]
 fn owned(c: &CertificateDer<'_>) -> CertificateDer<'static> {
     c.clone().into_owned()
 }

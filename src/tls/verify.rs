@@ -4,11 +4,18 @@
 
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::HandshakeSignatureValid;
+#[cfg(feature = "dp")]
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
+#[cfg(feature = "cp")]
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+#[cfg(feature = "cp")]
+use rustls::DistinguishedName;
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+#[cfg(feature = "dp")]
+use rustls_pki_types::ServerName;
+use rustls_pki_types::{CertificateDer, UnixTime};
 
 use super::error::PinMismatch;
 
@@ -55,12 +62,14 @@ fn check_pinned(
 
 /// Accepts exactly one server certificate (by DER equality) within its validity window,
 /// with no name check: Kong's shared certificate has no subjectAltName.
+#[cfg(feature = "dp")]
 #[derive(Debug)]
 pub(crate) struct PinnedServer {
     pub(crate) pinned: CertificateDer<'static>,
     pub(crate) algs: WebPkiSupportedAlgorithms,
 }
 
+#[cfg(feature = "dp")]
 impl ServerCertVerifier for PinnedServer {
     fn verify_server_cert(
         &self,
@@ -78,11 +87,13 @@ impl ServerCertVerifier for PinnedServer {
 }
 
 /// Accepts any server certificate; only the handshake signatures are checked.
+#[cfg(feature = "dp")]
 #[derive(Debug)]
 pub(crate) struct NoVerification {
     pub(crate) algs: WebPkiSupportedAlgorithms,
 }
 
+#[cfg(feature = "dp")]
 impl ServerCertVerifier for NoVerification {
     fn verify_server_cert(
         &self,
@@ -101,12 +112,14 @@ impl ServerCertVerifier for NoVerification {
 /// Requires a client certificate equal (DER) to the pinned one, within its validity
 /// window. Kong's CP compares SHA-256 digests of the certificates, which is the same test.
 /// No CA names are offered to the client.
+#[cfg(feature = "cp")]
 #[derive(Debug)]
 pub(crate) struct PinnedClient {
     pub(crate) pinned: CertificateDer<'static>,
     pub(crate) algs: WebPkiSupportedAlgorithms,
 }
 
+#[cfg(feature = "cp")]
 impl ClientCertVerifier for PinnedClient {
     fn offer_client_auth(&self) -> bool {
         true

@@ -1,8 +1,10 @@
 //! The DP's side of the upgrade: the request it sends and the checks on the answer.
 
+use std::fmt;
+
 use super::*;
 use crate::http::head::push_header;
-use crate::http::node::push_node_headers;
+use crate::http::node::{push_node_headers, query_safe};
 use crate::http::ResponseHead;
 
 /// Writes `value` raw, percent-encoding only bytes that [`NodeIdentity::validate`]
@@ -109,3 +111,105 @@ pub fn check_response(
         )),
     }
 }
+
+/// Where a DP upgrades and which subprotocol it offers: the path (a query string of its
+/// own is kept; the identity query is appended) and the subprotocol, if any. The answer
+/// must name the same subprotocol, or none when none was offered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeTarget {
+    /// The request path, e.g. `/v1/wrpc`.
+    pub path: String,
+    /// The `Sec-WebSocket-Protocol` offered and required back; `None`: the header is
+    /// not sent, and an answer without it is accepted.
+    pub subprotocol: Option<String>,
+}
+
+impl UpgradeTarget {
+    /// Any path and subprotocol.
+    pub fn new(path: impl Into<String>, subprotocol: Option<&str>) -> UpgradeTarget {
+        UpgradeTarget {
+            path: path.into(),
+            subprotocol: subprotocol.map(str::to_string),
+        }
+    }
+
+    /// wRPC: [`WRPC_PATH`], offering and requiring [`WRPC_SUBPROTOCOL`] (Kong 3.0, 3.1).
+    pub fn wrpc() -> UpgradeTarget {
+        UpgradeTarget::new(WRPC_PATH, Some(WRPC_SUBPROTOCOL))
+    }
+
+    /// Kong's JSON protocol: [`OUTLET_PATH`](crate::outlet::OUTLET_PATH), no
+    /// subprotocol (Kong's DPs send no `Sec-WebSocket-Protocol` there).
+    pub fn outlet() -> UpgradeTarget {
+        UpgradeTarget::new(crate::outlet::OUTLET_PATH, None)
+    }
+}
+
+/// Errors of the upgrade, seen from the DP.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum UpgradeError {
+    /// The CP answered something other than `101`.
+    Refused(Box<Refusal>),
+    /// The CP answered `101` without `Upgrade: websocket` or `Connection: upgrade`; the
+    /// text says which.
+    NotWebSocket(&'static str),
+    /// The CP's `Sec-WebSocket-Accept` does not match our key.
+    BadAccept,
+    /// The CP did not answer with the subprotocol we offered, or answered one although
+    /// we offered none: holds what it answered, if anything.
+    Subprotocol(Option<String>),
+}
+
+/// A non-`101` answer to the upgrade request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The status code.
+    pub status: u16,
+    /// The reason phrase, as sent.
+    pub reason: String,
+    /// The body as text (lossy UTF-8, cut to a few hundred bytes), empty if none.
+    pub body: String,
+    /// The CP's `kong-node-id`, if it sent one.
+    pub cp_node_id: Option<String>,
+}
+
+impl fmt::Display for UpgradeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpgradeError::Refused(r) => {
+                write!(f, "the CP answered {} {}", r.status, r.reason)?;
+                if let Some(id) = &r.cp_node_id {
+                    write!(f, " (CP node {id})")?;
+                }
+                if !r.body.is_empty() {
+                    write!(f, ": {}", r.body)?;
+                }
+                match r.status {
+                    404 => f.write_str(
+                        "; does this CP speak the protocol asked for (wRPC: Kong 3.0 or 3.1 only; \
+                         JSON at /v1/outlet: Kong 2.x, 3.0, 3.2+), and is the path right?",
+                    ),
+                    429 => f.write_str("; too many connections from this node, retry later"),
+                    _ => Ok(()),
+                }
+            }
+            UpgradeError::NotWebSocket(what) => write!(
+                f,
+                "the CP answered 101 but not as a WebSocket: {what}; is a proxy rewriting HTTP?"
+            ),
+            UpgradeError::BadAccept => f.write_str(
+                "the CP's Sec-WebSocket-Accept does not match our key; is a proxy rewriting HTTP?",
+            ),
+            UpgradeError::Subprotocol(got) => write!(
+                f,
+                "the CP answered subprotocol {} where we offered another or none \
+                 ({WRPC_SUBPROTOCOL} on {WRPC_PATH}, none on /v1/outlet)",
+                got.as_deref()
+                    .map_or("none".to_string(), |g| format!("{g:?}"))
+            ),
+        }
+    }
+}
+
+impl std::error::Error for UpgradeError {}

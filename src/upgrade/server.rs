@@ -1,6 +1,7 @@
 //! The CP's side of the upgrade: what an endpoint requires ([`Endpoint`]), the checks on a
 //! request, the 101, refusals, and the listener route that runs them ([`route`]).
 
+use std::fmt;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 

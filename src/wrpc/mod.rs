@@ -89,7 +89,8 @@ pub enum WrpcError {
         /// The maximum.
         max: usize,
     },
-    /// Sending failed; the connection has been dropped.
+    /// Sending failed; the connection has been dropped. Holds the channel's error and its
+    /// causes, as text.
     Send(String),
 }
 
@@ -98,7 +99,8 @@ impl WrpcError {
         match e {
             ChannelError::MessageTooLarge { size, max } => WrpcError::TooLarge { size, max },
             ChannelError::Closed(ended) => WrpcError::ConnectionClosed(ended),
-            other => WrpcError::Send(other.to_string()),
+            // The whole chain as text: a WrpcError is Clone, an io::Error is not.
+            other => WrpcError::Send(crate::error::Chain(&other).to_string()),
         }
     }
 

@@ -32,11 +32,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dpspec::channel::{Channel, ChannelConfig, Role};
-use dpspec::http::{client, Listener, ServerConfig};
+use dpspec::http::{client, Listener, NodeIdentity, ServerConfig};
 use dpspec::tls::{ClientAuth, ClientTls, Identity, ServerTls, TrustMode};
-use dpspec::upgrade::{
-    self, Endpoint, NodeIdentity, UpgradeHandler, UpgradeTarget, Upgraded, WRPC_PATH,
-};
+use dpspec::upgrade::{self, Endpoint, UpgradeHandler, UpgradeTarget, Upgraded, WRPC_PATH};
 use dpspec::wrpc::{Peer, PeerConfig, Services, WorkerPool};
 use dpspec::wrpc_service;
 use serde_json::json;

@@ -54,13 +54,13 @@ use crossbeam_channel::{Receiver, Sender};
 use dpspec::channel::frame::{apply_mask, write_header, Decoder, Frame};
 use dpspec::channel::Role;
 use dpspec::cp::{CpEvent, PushOutcome};
-use dpspec::http::DialOptions;
+use dpspec::http::NodeIdentity;
 use dpspec::services::config::{PingCPRequest, ReportMetadataRequest};
 use dpspec::services::negotiation::{check_response, dp_request, NegotiateServicesResponse};
 use dpspec::services::{NegotiateServices, PingCP, ReportMetadata};
 use dpspec::tls::{ClientTls, Identity};
-use dpspec::upgrade::NodeIdentity;
-use dpspec::upgrade::{dial, UpgradeTarget};
+
+use dpspec::upgrade::{dial, DialOptions, UpgradeTarget};
 use dpspec::wrpc::envelope::{decode_envelope, encode_envelope, MessageType, PayloadV1};
 use dpspec::wrpc::pending::deadline_after;
 use dpspec::wrpc::{Peer, Rpc, WorkerPool, WrpcError};

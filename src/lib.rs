@@ -5,13 +5,13 @@
 //!
 //! | layer | module | what it does |
 //! |---|---|---|
-//! | TCP | [`tcp`], [`proxy`] | connect with a timeout, HTTP CONNECT tunnels |
+//! | TCP | (inside [`upgrade::dial`]) | connect with a timeout, HTTP CONNECT tunnels ([`ProxyUrl`]) |
 //! | TLS | [`tls`] | rustls (ring), Kong's trust modes, mTLS on both sides |
 //! | HTTP/1.1 | [`http`] | request and response heads under limits, the CP listener |
 //! | WebSocket | [`upgrade`], [`channel`] | the upgrade (`/v1/wrpc`, `/v1/outlet`), a full-duplex message channel |
 //! | wRPC | [`wrpc`] | envelope, validation, the [`wrpc::Peer`] that calls and serves |
-//! | JSON | [`outlet`] | Kong's `/v1/outlet` messages (`basic_info`, `reconfigure`, pings), without I/O |
-//! | services | [`services`], [`config`] | negotiation and config messages, Kong's config hash |
+//! | JSON | (inside the roles) | Kong's `/v1/outlet` messages (`basic_info`, `reconfigure`, pings), without I/O |
+//! | services | (inside the roles), [`config`] | negotiation and config messages, Kong's config hash |
 //! | roles | `dp`, `cp` | `DataPlane` and `ControlPlane` (features `dp` and `cp`, both on by default) |
 //!
 //! Two message protocols run over the same stack ([`Protocol`]): wRPC at `/v1/wrpc`
@@ -45,6 +45,9 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod internals;
+
 pub mod channel;
 pub mod config;
 #[cfg(feature = "cp")]
@@ -57,24 +60,28 @@ mod deadline;
 pub mod dp;
 mod error;
 pub mod http;
-pub mod outlet;
-pub mod protocol;
-#[cfg(feature = "dp")]
-#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
-pub mod proxy;
-pub mod random;
-pub mod services;
-#[cfg(feature = "dp")]
-#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
-pub mod tcp;
+internal! { mod outlet; }
+mod protocol;
+internal! { #[cfg(feature = "dp")] mod proxy; }
+internal! { mod random; }
+internal! { mod services; }
+internal! { #[cfg(feature = "dp")] mod tcp; }
 pub mod tls;
 pub mod upgrade;
 pub mod wrpc;
 
 #[cfg(feature = "cp")]
-pub use cp::ControlPlane;
+pub use cp::{ControlPlane, ControlPlaneBuilder};
+#[cfg(feature = "dp")]
+pub use dp::{DataPlane, DataPlaneBuilder};
 pub use error::{Error, Result};
 pub use protocol::Protocol;
-
 #[cfg(feature = "dp")]
-pub use dp::DataPlane;
+pub use proxy::{ProxyError, ProxyUrl};
+#[cfg(feature = "dp")]
+pub use tcp::ConnectError;
+#[cfg(feature = "cp")]
+pub use tls::ClientAuth;
+pub use tls::Identity;
+#[cfg(feature = "dp")]
+pub use tls::TrustMode;

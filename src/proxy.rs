@@ -36,7 +36,7 @@ pub enum ProxyError {
         /// The proxy, `host:port`.
         proxy: String,
     },
-    /// The proxy's answer head is larger than [`MAX_HEAD_BYTES`].
+    /// The proxy's answer head is larger than `MAX_HEAD_BYTES` (16 KiB).
     HeadTooLarge {
         /// The proxy, `host:port`.
         proxy: String,

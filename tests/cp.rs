@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use dpspec::channel::Ended;
 use dpspec::config::EMPTY_HASH;
-use dpspec::cp::{Builder, CpEvent, PushOutcome};
+use dpspec::cp::{ControlPlaneBuilder, CpEvent, PushOutcome};
+use dpspec::http::NodeIdentity;
 use dpspec::services::config::report_metadata_response::Response as MetadataAnswer;
 use dpspec::services::config::{GetCapabilitiesRequest, ReportMetadataRequest, SyncConfigRequest};
 use dpspec::services::gate::SyncStatus;
@@ -19,14 +20,14 @@ use dpspec::services::negotiation::{
     REJECT_UNKNOWN_SERVICE,
 };
 use dpspec::services::{GetCapabilities, ReportMetadata, SyncConfig};
-use dpspec::upgrade::{NodeIdentity, UpgradeError};
+use dpspec::upgrade::UpgradeError;
 use dpspec::wrpc::envelope::{encode_envelope, PayloadV1};
 use dpspec::wrpc::{ErrorType, Rpc, WrpcError};
 use dpspec::ControlPlane;
 use serde_json::json;
 use support::cp_dp::{dial_raw, pool, wait_event, wait_event_within, Dp, Shared, PATIENCE};
 
-fn builder(certs: &Shared) -> Builder {
+fn builder(certs: &Shared) -> ControlPlaneBuilder {
     support::init_logs();
     ControlPlane::builder()
         .listen("127.0.0.1:0")

@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 
 use chaos::{client_frame, read_close_frame, rss_kib, threads, unix_now, RawDp};
 use dpspec::channel::Ended;
-use dpspec::cp::{Builder, CpEvent};
-use dpspec::http::{DialOptions, HttpLimits};
+use dpspec::cp::{ControlPlaneBuilder, CpEvent};
+use dpspec::http::{HttpLimits, NodeIdentity};
 use dpspec::services::config::{PingCPRequest, ReportMetadataRequest};
 use dpspec::services::{PingCP, ReportMetadata};
 use dpspec::tls::ClientTls;
-use dpspec::upgrade::{build_request, generate_key, NodeIdentity};
-use dpspec::upgrade::{dial, UpgradeTarget};
+use dpspec::upgrade::{build_request, generate_key};
+use dpspec::upgrade::{dial, DialOptions, UpgradeTarget};
 use dpspec::wrpc::envelope::{
     encode_envelope, ErrorType, MessageType, PayloadV1, WebsocketPayload,
 };
@@ -70,7 +70,7 @@ fn arena() -> Arena {
     }
 }
 
-fn builder(certs: &Shared) -> Builder {
+fn builder(certs: &Shared) -> ControlPlaneBuilder {
     support::logs::capture();
     ControlPlane::builder()
         .listen("127.0.0.1:0")

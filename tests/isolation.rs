@@ -20,14 +20,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use dpspec::channel::ChannelConfig;
-use dpspec::cp::{Builder, CpEvent, PushOutcome};
-use dpspec::http::{DialOptions, HttpError, HttpLimits};
+use dpspec::cp::{ControlPlaneBuilder, CpEvent, PushOutcome};
+use dpspec::http::{HttpError, HttpLimits, NodeIdentity};
 use dpspec::services::config::{PingCPRequest, ReportMetadataRequest, SyncConfigRequest};
 use dpspec::services::negotiation::dp_request;
 use dpspec::services::{NegotiateServices, PingCP, ReportMetadata};
 use dpspec::tls::{ClientAuth, ClientTls, ServerTls, TlsError};
-use dpspec::upgrade::NodeIdentity;
-use dpspec::upgrade::{dial, UpgradeTarget};
+
+use dpspec::upgrade::{dial, DialOptions, UpgradeTarget};
 use dpspec::wrpc::envelope::MessageType;
 use dpspec::wrpc::{WorkerPool, WrpcError};
 use dpspec::{ControlPlane, Error};
@@ -51,16 +51,16 @@ fn serial() -> MutexGuard<'static, ()> {
 /// The control plane options that arrive with the outbox rewrite.
 #[derive(Debug, Default, Clone, Copy)]
 struct NewOptions {
-    /// `cp::Builder::max_pending_requests`: a connection's share of the worker pool.
+    /// `ControlPlaneBuilder::max_pending_requests`: a connection's share of the worker pool.
     max_pending_requests: Option<usize>,
-    /// `cp::Builder::outbox_limit`: the bytes a connection's outbox may hold.
+    /// `ControlPlaneBuilder::outbox_limit`: the bytes a connection's outbox may hold.
     outbox_limit: Option<usize>,
 }
 
-/// SWITCH ON when `cp::Builder::max_pending_requests` and `cp::Builder::outbox_limit`
+/// SWITCH ON when `ControlPlaneBuilder::max_pending_requests` and `ControlPlaneBuilder::outbox_limit`
 /// exist: uncomment the two calls below (and drop the log line). Until then the tests run
 /// with today's builder, where these knobs do not exist.
-fn with_new_options(b: Builder, o: NewOptions) -> Builder {
+fn with_new_options(b: ControlPlaneBuilder, o: NewOptions) -> ControlPlaneBuilder {
     let b = match o.max_pending_requests {
         Some(n) => b.max_pending_requests(n),
         None => b,
@@ -82,7 +82,10 @@ struct Arena {
     pool: Arc<WorkerPool>,
 }
 
-fn arena(configure: impl FnOnce(Builder) -> Builder, new: NewOptions) -> Arena {
+fn arena(
+    configure: impl FnOnce(ControlPlaneBuilder) -> ControlPlaneBuilder,
+    new: NewOptions,
+) -> Arena {
     let serial = serial();
     support::init_logs();
     let certs = Shared::new();

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use dpspec::config::EMPTY_HASH;
-use dpspec::cp::{Builder, CpEvent, NodeInfo, PushOutcome};
+use dpspec::cp::{ControlPlaneBuilder, CpEvent, NodeInfo, PushOutcome};
 use dpspec::services::config::PluginVersion;
 use dpspec::services::gate::SyncStatus;
 use dpspec::{ControlPlane, Protocol};
@@ -17,7 +17,7 @@ use support::configs::{big_config, hash_of};
 use support::cp_dp::{pool, Dp, Shared, PATIENCE};
 use support::json_dp::{ask, upgrade_request, JsonDp, BINARY, PING, TEXT};
 
-fn builder(certs: &Shared) -> Builder {
+fn builder(certs: &Shared) -> ControlPlaneBuilder {
     support::init_logs();
     ControlPlane::builder()
         .listen("127.0.0.1:0")

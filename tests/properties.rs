@@ -13,7 +13,7 @@ use prost::Message;
 use serde_json::{Map, Value};
 
 use dpspec::config::{config_hashes, decode, gzip, inflate, parse_object, ConfigError};
-use dpspec::http::{read_request_head, read_response_head, HeadError, HttpLimits};
+use dpspec::http::{read_request_head, read_response_head, HeadError, HttpLimits, NodeIdentity};
 use dpspec::proxy::{read_connect_answer, ProxyError};
 use dpspec::services::config::{
     GranularHashes, PingCPRequest, PluginVersion, ReportMetadataRequest, ReportMetadataResponse,
@@ -23,7 +23,7 @@ use dpspec::services::negotiation::{
     check_response, dp_request, NegotiateServicesRequest, NegotiateServicesResponse,
     NegotiationPolicy, ServiceRequest,
 };
-use dpspec::upgrade::{build_request, check_request, NodeIdentity};
+use dpspec::upgrade::{build_request, check_request};
 use dpspec::wrpc::envelope::{decode_envelope, encode_envelope, PayloadV1, WebsocketPayload};
 use dpspec::wrpc::validate::{self, classify, Kind};
 use dpspec::wrpc::ErrorType;

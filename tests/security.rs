@@ -13,11 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dpspec::dp::{ConfigUpdate, DataPlane, DpEvent, Reconnect};
-use dpspec::http::{request, DialOptions, HttpHandler, Listener, Request, Response, ServerConfig};
+use dpspec::http::{request, HttpHandler, Listener, NodeIdentity, Request, Response, ServerConfig};
 use dpspec::proxy::ProxyUrl;
-use dpspec::tls::{self, ClientAuth, ClientTls, Identity, Peer, ServerTls, TlsError, TrustMode};
+use dpspec::tls::{
+    self, CertificateOf, ClientAuth, ClientTls, Identity, ServerTls, TlsError, TrustMode,
+};
 use dpspec::upgrade::{
-    self, dial, Endpoint, NodeIdentity, UpgradeHandler, UpgradeTarget, Upgraded, WRPC_PATH,
+    self, dial, DialOptions, Endpoint, UpgradeHandler, UpgradeTarget, Upgraded, WRPC_PATH,
 };
 use dpspec::ControlPlane;
 use support::certs::{kong_shared, self_signed, Ca, Pem};
@@ -260,7 +262,7 @@ fn dp_refuses_an_expired_server_certificate() {
         matches!(
             err,
             TlsError::Expired {
-                peer: Peer::Server,
+                peer: CertificateOf::Server,
                 ..
             }
         ),
@@ -281,7 +283,7 @@ fn dp_refuses_a_server_certificate_not_valid_yet() {
         matches!(
             err,
             TlsError::NotYetValid {
-                peer: Peer::Server,
+                peer: CertificateOf::Server,
                 ..
             }
         ),
@@ -321,12 +323,22 @@ fn dp_refuses_a_self_signed_server_certificate_it_has_not_pinned() {
         None,
     );
     assert!(
-        matches!(err, TlsError::UnknownIssuer { peer: Peer::Server }),
+        matches!(
+            err,
+            TlsError::UnknownIssuer {
+                peer: CertificateOf::Server
+            }
+        ),
         "{err:?}"
     );
     let err = dial_refused(&leaf, TrustMode::WebPki, None);
     assert!(
-        matches!(err, TlsError::UnknownIssuer { peer: Peer::Server }),
+        matches!(
+            err,
+            TlsError::UnknownIssuer {
+                peer: CertificateOf::Server
+            }
+        ),
         "{err:?}"
     );
     let other = self_signed(&["localhost", "127.0.0.1"]);
@@ -336,7 +348,12 @@ fn dp_refuses_a_self_signed_server_certificate_it_has_not_pinned() {
         None,
     );
     assert!(
-        matches!(err, TlsError::PinMismatch { peer: Peer::Server }),
+        matches!(
+            err,
+            TlsError::PinMismatch {
+                peer: CertificateOf::Server
+            }
+        ),
         "{err:?}"
     );
 }

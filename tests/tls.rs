@@ -11,8 +11,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use dpspec::tls::{
-    client_handshake, peer_certificate, server_handshake, ClientAuth, ClientTls, Identity, Peer,
-    ServerTls, TlsError, TrustMode, KONG_SERVER_NAME,
+    client_handshake, peer_certificate, server_handshake, CertificateOf, ClientAuth, ClientTls,
+    Identity, ServerTls, TlsError, TrustMode, KONG_SERVER_NAME,
 };
 use rustls::Side;
 use rustls_pki_types::pem::PemObject;
@@ -130,7 +130,12 @@ fn ca_bundle_refuses_a_server_certificate_from_an_unknown_ca() {
     let (c, s) = run(server, &ca_client(&ca, None), "localhost");
     let e = c.unwrap_err();
     assert!(
-        matches!(e, TlsError::UnknownIssuer { peer: Peer::Server }),
+        matches!(
+            e,
+            TlsError::UnknownIssuer {
+                peer: CertificateOf::Server
+            }
+        ),
         "{e:?}"
     );
     assert!(e.to_string().contains("unknown CA"), "{e}");
@@ -182,7 +187,7 @@ fn ca_bundle_refuses_an_expired_server_certificate() {
         matches!(
             e,
             TlsError::Expired {
-                peer: Peer::Server,
+                peer: CertificateOf::Server,
                 ..
             }
         ),
@@ -206,7 +211,7 @@ fn ca_bundle_refuses_a_server_certificate_not_valid_yet() {
         matches!(
             e,
             TlsError::NotYetValid {
-                peer: Peer::Server,
+                peer: CertificateOf::Server,
                 ..
             }
         ),
@@ -230,7 +235,12 @@ fn webpki_roots_refuse_a_private_ca() {
     let (c, _) = run(server, &client, "localhost");
     let e = c.unwrap_err();
     assert!(
-        matches!(e, TlsError::UnknownIssuer { peer: Peer::Server }),
+        matches!(
+            e,
+            TlsError::UnknownIssuer {
+                peer: CertificateOf::Server
+            }
+        ),
         "{e:?}"
     );
 }
@@ -297,7 +307,12 @@ fn pki_refuses_a_client_certificate_from_another_ca() {
     );
     let s = s.unwrap_err();
     assert!(
-        matches!(s, TlsError::UnknownIssuer { peer: Peer::Client }),
+        matches!(
+            s,
+            TlsError::UnknownIssuer {
+                peer: CertificateOf::Client
+            }
+        ),
         "{s:?}"
     );
     assert!(s
@@ -390,7 +405,12 @@ fn pinned_mode_refuses_another_certificate() {
     let (c, s) = run(server, &client, KONG_SERVER_NAME);
     let e = c.unwrap_err();
     assert!(
-        matches!(e, TlsError::PinMismatch { peer: Peer::Server }),
+        matches!(
+            e,
+            TlsError::PinMismatch {
+                peer: CertificateOf::Server
+            }
+        ),
         "{e:?}"
     );
     assert!(
@@ -416,7 +436,7 @@ fn pinned_mode_refuses_an_expired_pinned_certificate() {
         matches!(
             e,
             TlsError::Expired {
-                peer: Peer::Server,
+                peer: CertificateOf::Server,
                 ..
             }
         ),
@@ -455,7 +475,12 @@ fn shared_server_refuses_another_client_certificate() {
     let (c, s) = run(server, &client, KONG_SERVER_NAME);
     let s = s.unwrap_err();
     assert!(
-        matches!(s, TlsError::PinMismatch { peer: Peer::Client }),
+        matches!(
+            s,
+            TlsError::PinMismatch {
+                peer: CertificateOf::Client
+            }
+        ),
         "{s:?}"
     );
     assert_eq!(

@@ -158,7 +158,7 @@ fn admit_refusal_reaches_the_dp_with_status_reason_and_cp_id() {
     assert_eq!(refusal.cp_node_id.as_deref(), Some(CP_ID));
     assert_eq!(
         err.to_string(),
-        "websocket upgrade: the CP answered 429 Too Many Requests (CP node cp-node-1): \
+        "the CP answered 429 Too Many Requests (CP node cp-node-1): \
          node 8f4e2a10 already has 2 connections; too many connections from this node, retry later"
     );
     // admit saw the request; nothing was handed over.

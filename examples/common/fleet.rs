@@ -26,13 +26,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use dpspec::channel::{Channel, ChannelConfig, CloseRequest, Ended, MessageSink, Role};
-use dpspec::http::DialOptions;
+use dpspec::http::NodeIdentity;
 use dpspec::services::config::{ReportMetadataRequest, SyncConfigResponse};
 use dpspec::services::negotiation::{check_response, dp_request};
 use dpspec::services::{NegotiateServices, ReportMetadata, SyncConfig};
 use dpspec::tls::{ClientTls, Identity, TrustMode};
-use dpspec::upgrade::NodeIdentity;
-use dpspec::upgrade::{dial, UpgradeTarget};
+
+use dpspec::upgrade::{dial, DialOptions, UpgradeTarget};
 use dpspec::wrpc::{HandlerError, Peer, PeerConfig, Services, WorkerPool};
 use dpspec::Protocol;
 use serde_json::{json, Value};

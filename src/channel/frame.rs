@@ -12,7 +12,7 @@ use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
 
 /// Close status codes this crate sends or names (RFC 6455 section 7.4.1). Which codes may
-/// appear on the wire is [`is_valid_close_code`]'s to say.
+/// appear on the wire is `is_valid_close_code`'s to say.
 pub mod close_code {
     /// Normal closure.
     pub const NORMAL: u16 = 1000;

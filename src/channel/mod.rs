@@ -30,12 +30,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
-pub mod frame;
+internal! { mod frame; }
 mod outbox;
 mod reader;
 mod writer;
 
-pub use frame::{close_code, Role};
+pub use frame::close_code;
+internal_use!(frame::Role);
 pub use reader::{Incoming, Reader};
 
 use frame::{apply_mask, close_payload, write_header, MAX_HEADER_LEN};
@@ -312,46 +313,48 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Channel {
-    /// Builds a channel over an established TLS session whose upgrade has completed.
-    ///
-    /// `leftover` holds plaintext bytes that arrived after the upgrade's HTTP head (they
-    /// are the first WebSocket bytes, never lost). Returns the sending handle and the
-    /// [`Reader`], which must be run (on this thread or a new one) for anything to be
-    /// received.
-    pub fn new(
-        session: impl Into<rustls::Connection>,
-        sock: TcpStream,
-        leftover: Vec<u8>,
-        role: Role,
-        config: ChannelConfig,
-    ) -> Result<(Channel, Reader), ChannelError> {
-        sock.set_read_timeout(None).map_err(ChannelError::Io)?;
-        let _ = sock.set_nodelay(true);
-        let sock = Arc::new(sock);
-        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
-        let shared = Arc::new(Shared {
-            tls: Mutex::new(session.into()),
-            outbox: Mutex::new(Outbox::new(config.effective_outbox_limit())),
-            peer_addr: sock.peer_addr().ok(),
-            sock: sock.clone(),
-            role,
-            config,
-            ended: Mutex::new(None),
-            closing: Mutex::new(None),
-            dropped: Mutex::new(None),
-            broken: AtomicBool::new(false),
-            flusher_thread: Mutex::new(None),
-            room: Condvar::new(),
-            done: done_rx,
-            reader_thread: OnceLock::new(),
-            waiting: AtomicUsize::new(0),
-            corked: AtomicBool::new(false),
-            corked_pending: AtomicBool::new(false),
-            masks: Mutex::new(Masks::default()),
-        });
-        let channel = Channel { shared };
-        let reader = Reader::new(channel.clone(), sock, leftover, role, done_tx);
-        Ok((channel, reader))
+    internal_fn! {
+        /// Builds a channel over an established TLS session whose upgrade has completed.
+        ///
+        /// `leftover` holds plaintext bytes that arrived after the upgrade's HTTP head (they
+        /// are the first WebSocket bytes, never lost). Returns the sending handle and the
+        /// [`Reader`], which must be run (on this thread or a new one) for anything to be
+        /// received.
+        fn new(
+            session: impl Into<rustls::Connection>,
+            sock: TcpStream,
+            leftover: Vec<u8>,
+            role: Role,
+            config: ChannelConfig,
+        ) -> Result<(Channel, Reader), ChannelError> {
+            sock.set_read_timeout(None).map_err(ChannelError::Io)?;
+            let _ = sock.set_nodelay(true);
+            let sock = Arc::new(sock);
+            let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
+            let shared = Arc::new(Shared {
+                tls: Mutex::new(session.into()),
+                outbox: Mutex::new(Outbox::new(config.effective_outbox_limit())),
+                peer_addr: sock.peer_addr().ok(),
+                sock: sock.clone(),
+                role,
+                config,
+                ended: Mutex::new(None),
+                closing: Mutex::new(None),
+                dropped: Mutex::new(None),
+                broken: AtomicBool::new(false),
+                flusher_thread: Mutex::new(None),
+                room: Condvar::new(),
+                done: done_rx,
+                reader_thread: OnceLock::new(),
+                waiting: AtomicUsize::new(0),
+                corked: AtomicBool::new(false),
+                corked_pending: AtomicBool::new(false),
+                masks: Mutex::new(Masks::default()),
+            });
+            let channel = Channel { shared };
+            let reader = Reader::new(channel.clone(), sock, leftover, role, done_tx);
+            Ok((channel, reader))
+        }
     }
 
     /// Sends one binary message, unfragmented, without waiting for the peer: the message

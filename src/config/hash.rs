@@ -46,15 +46,17 @@ pub struct Hashes {
 }
 
 impl Hashes {
-    /// The same hashes as the SyncConfig message field.
-    pub fn to_granular(&self) -> crate::services::config::GranularHashes {
-        crate::services::config::GranularHashes {
-            config: self.config.clone(),
-            routes: self.routes.clone(),
-            services: self.services.clone(),
-            plugins: self.plugins.clone(),
-            upstreams: self.upstreams.clone(),
-            targets: self.targets.clone(),
+    internal_fn! {
+        /// The same hashes as the SyncConfig message field.
+        fn to_granular(&self) -> crate::services::config::GranularHashes {
+            crate::services::config::GranularHashes {
+                config: self.config.clone(),
+                routes: self.routes.clone(),
+                services: self.services.clone(),
+                plugins: self.plugins.clone(),
+                upstreams: self.upstreams.clone(),
+                targets: self.targets.clone(),
+            }
         }
     }
 }

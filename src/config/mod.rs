@@ -1,28 +1,34 @@
-//! The declarative config as it travels in SyncConfig: Kong's config hash ([`hash`]), and
-//! the gzip encoding of a control plane ([`encode`]) and the JSON intake of a data plane
-//! with size limits ([`codec`]).
+//! The declarative config as it travels: Kong's config hash ([`config_hashes`]), the gzip
+//! encoding of a control plane and the JSON intake of a data plane with size limits.
 //!
-//! The control plane encodes a config once ([`encode::EncodedConfig`]) and sends the same
-//! bytes to every data plane; a data plane inflates under a cap
-//! ([`codec::DEFAULT_MAX_INFLATED`]) so a gzip bomb costs it at most that much memory.
+//! The control plane encodes a config once (`EncodedConfig`) and sends the same bytes to
+//! every data plane; a data plane inflates under a cap (`DEFAULT_MAX_INFLATED`) so a gzip
+//! bomb costs it at most that much memory.
 
 use std::fmt;
 
-#[cfg(feature = "dp")]
-#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
-pub mod codec;
-#[cfg(feature = "cp")]
-#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
-pub mod encode;
-pub mod hash;
+internal! {
+    #[cfg(feature = "dp")]
+    mod codec;
+}
+internal! {
+    #[cfg(feature = "cp")]
+    mod encode;
+}
+mod hash;
 
 #[cfg(feature = "dp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
-pub use codec::{decode, inflate, parse_object, DEFAULT_MAX_INFLATED};
+pub use codec::DEFAULT_MAX_INFLATED;
+#[cfg(feature = "dp")]
+internal_use!(codec::{decode, inflate, parse_object});
 #[cfg(feature = "cp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
-pub use encode::{gzip, EncodedConfig};
-pub use hash::{config_hashes, hash_value, Hashes, EMPTY_HASH};
+pub use encode::EncodedConfig;
+#[cfg(feature = "cp")]
+internal_use!(encode::gzip);
+internal_use!(hash::hash_value);
+pub use hash::{config_hashes, Hashes, EMPTY_HASH};
 
 /// Why a config could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,13 +17,13 @@ use crate::tls::{ClientAuth, Identity};
 use crate::wrpc::{RequestRate, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_PENDING_REQUESTS};
 use crate::{Error, Result};
 
-/// Builds a [`ControlPlane`]; start it with [`Builder::start`].
+/// Builds a [`ControlPlane`]; start it with [`ControlPlaneBuilder::start`].
 ///
-/// Only the certificate ([`Builder::identity`]) has no default. By default one listener
-/// serves both protocols: wRPC at `/v1/wrpc` ([`Builder::wrpc`]) for Kong 3.0 and 3.1
-/// data planes, and Kong's JSON protocol at `/v1/outlet` ([`Builder::json`]) for Kong 2.x,
+/// Only the certificate ([`ControlPlaneBuilder::identity`]) has no default. By default one listener
+/// serves both protocols: wRPC at `/v1/wrpc` ([`ControlPlaneBuilder::wrpc`]) for Kong 3.0 and 3.1
+/// data planes, and Kong's JSON protocol at `/v1/outlet` ([`ControlPlaneBuilder::json`]) for Kong 2.x,
 /// 3.0 and 3.2 to 3.9.
-pub struct Builder {
+pub struct ControlPlaneBuilder {
     pub(crate) listen: String,
     pub(crate) identity: Option<Identity>,
     pub(crate) client_auth: ClientAuth,
@@ -61,9 +61,9 @@ pub const DEFAULT_MAX_REQUEST_RATE: RequestRate = RequestRate {
     burst: 400,
 };
 
-impl std::fmt::Debug for Builder {
+impl std::fmt::Debug for ControlPlaneBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Builder")
+        f.debug_struct("ControlPlaneBuilder")
             .field("listen", &self.listen)
             .field("node_id", &self.node_id)
             .field("kong_version", &self.kong_version)
@@ -71,10 +71,10 @@ impl std::fmt::Debug for Builder {
     }
 }
 
-impl Default for Builder {
+impl Default for ControlPlaneBuilder {
     fn default() -> Self {
         let policy = NegotiationPolicy::default();
-        Builder {
+        ControlPlaneBuilder {
             listen: "0.0.0.0:8005".into(),
             identity: None,
             client_auth: ClientAuth::Shared(None),
@@ -106,7 +106,7 @@ impl Default for Builder {
     }
 }
 
-impl Builder {
+impl ControlPlaneBuilder {
     /// The address to listen on. Default `0.0.0.0:8005`, Kong's `cluster_listen`. Port 0
     /// picks a free port ([`ControlPlane::local_addr`] tells which).
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
@@ -150,7 +150,7 @@ impl Builder {
 
     /// The Kong version this control plane speaks for: the version gate of both protocols
     /// compares data planes with it (same major, minor not newer), and wRPC negotiation
-    /// announces it. Default [`DEFAULT_JSON_CP_VERSION`] (`3.9.3`, Kong's newest release),
+    /// announces it. Default `3.9.3` (, Kong's newest release),
     /// so data planes of every 3.x minor up to 3.9 pass, wRPC's 3.0 and 3.1 included.
     /// Set `2.8.x` to serve Kong 2.x data planes instead.
     pub fn kong_version(mut self, version: impl Into<String>) -> Self {
@@ -192,7 +192,7 @@ impl Builder {
     /// The largest wRPC message sent or accepted. Default 4 MiB, Kong's
     /// `cluster_max_payload`. With wRPC on, [`ControlPlane::set_config`] refuses a config
     /// whose SyncConfig message is larger. JSON connections have their own limit
-    /// ([`Builder::json_max_message_size`]).
+    /// ([`ControlPlaneBuilder::json_max_message_size`]).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self
@@ -208,7 +208,7 @@ impl Builder {
     }
 
     /// Whether Kong's JSON protocol is served at `/v1/outlet` (Kong 2.x, 3.0, 3.2 to
-    /// 3.9). Default on. Off: `/v1/outlet` answers `404`. [`Builder::start`] refuses both
+    /// 3.9). Default on. Off: `/v1/outlet` answers `404`. [`ControlPlaneBuilder::start`] refuses both
     /// protocols off.
     pub fn json(mut self, on: bool) -> Self {
         self.json = on;
@@ -226,7 +226,7 @@ impl Builder {
 
     /// The largest frame sent or accepted on a `/v1/outlet` connection. Default 16 MiB,
     /// Kong's `cluster_max_payload` from 3.4 (a separate setting from
-    /// [`Builder::max_message_size`], whose 4 MiB default is wRPC's). A frame above it
+    /// [`ControlPlaneBuilder::max_message_size`], whose 4 MiB default is wRPC's). A frame above it
     /// from a data plane closes the connection with 1009 before it is buffered. Each data
     /// plane also gets at most the limit of its version (4 MiB below Kong 3.4): a bigger
     /// `reconfigure` is skipped for it ([`CpEvent::ConfigSkipped`](super::CpEvent)),
@@ -332,7 +332,8 @@ impl Builder {
     pub fn start(self) -> Result<ControlPlane> {
         if self.identity.is_none() {
             return Err(Error::InvalidInput(
-                "the control plane needs a certificate and key: call Builder::identity".into(),
+                "the control plane needs a certificate and key: call ControlPlaneBuilder::identity"
+                    .into(),
             ));
         }
         if self.max_pending_requests == 0 || self.max_handshakes == 0 {

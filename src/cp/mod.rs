@@ -3,27 +3,27 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | [`builder`] | the settings and their (Kong) defaults |
+//! | `builder` | the settings and their (Kong) defaults |
 //! | `session` | what every connection shares: admission, registration, pings, the end |
 //! | `wrpc` | the wRPC driver (`/v1/wrpc`, Kong 3.0/3.1): negotiation, the config service, SyncConfig |
 //! | `json` | the JSON driver (`/v1/outlet`, Kong 2.x, 3.0, 3.2–3.9): `basic_info`, pings, `reconfigure` |
 //! | `link` | what a driver gives the roles: a connection's channel, and how to push a config to it |
 //! | `push` | the current config, and pushing it (newest wins, one in flight per DP), for any driver |
-//! | [`registry`] | what is known of each connected data plane |
-//! | [`events`] | what happened, on a bounded channel |
+//! | `registry` | what is known of each connected data plane |
+//! | `events` | what happened, on a bounded channel |
 //! | `timer` | one thread for every deadline: ReportMetadata, SyncConfig answers, closes |
 //!
-//! Both protocols are served on one listener by default ([`Builder::wrpc`],
-//! [`Builder::json`]); every data plane shows up in the same registry
+//! Both protocols are served on one listener by default ([`ControlPlaneBuilder::wrpc`],
+//! [`ControlPlaneBuilder::json`]); every data plane shows up in the same registry
 //! ([`NodeInfo::protocol`] says which it speaks) and gets the same config.
 //!
 //! Threads: the listener's accept thread; one thread per connection, which after the
 //! upgrade becomes that connection's reader; a pool of handler workers shared by all
 //! connections, of which each connection has a fair share
-//! ([`Builder::max_pending_requests`]); a few push workers; one timer thread; and, for a
+//! ([`ControlPlaneBuilder::max_pending_requests`]); a few push workers; one timer thread; and, for a
 //! connection whose socket does not take what is sent at once, a flusher thread while
 //! that backlog lasts. No worker, push, timer or reader thread waits on a data plane's
-//! socket: sends go into the connection's bounded outbox ([`Builder::outbox_limit`]), a
+//! socket: sends go into the connection's bounded outbox ([`ControlPlaneBuilder::outbox_limit`]), a
 //! push completes when the data plane's answer arrives (or its deadline passes), and a
 //! data plane that does not read what it is sent within the write timeout is
 //! disconnected.
@@ -35,18 +35,21 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-pub mod builder;
-pub mod events;
+mod builder;
+mod events;
 mod json;
 mod link;
 mod push;
-pub mod registry;
+mod registry;
 mod session;
 mod timer;
 mod window;
 mod wrpc;
 
-pub use builder::{Builder, DEFAULT_MAX_REQUEST_RATE};
+pub use crate::services::config::PluginVersion;
+pub use crate::services::gate::SyncStatus;
+pub use crate::services::negotiation::OfferedService;
+pub use builder::{ControlPlaneBuilder, DEFAULT_MAX_REQUEST_RATE};
 pub use events::CpEvent;
 pub use registry::{NodeInfo, PushOutcome, PushRecord};
 
@@ -54,7 +57,6 @@ use crate::channel::{lock, ChannelConfig};
 use crate::config::{EncodedConfig, Hashes};
 use crate::http::{Listener, ServerConfig};
 use crate::outlet::OUTLET_PATH;
-use crate::services::config::PluginVersion;
 use crate::services::negotiation::NegotiationPolicy;
 use crate::tls::ServerTls;
 use crate::upgrade::{self, Endpoint, WRPC_PATH};
@@ -133,13 +135,13 @@ pub(crate) struct Shared {
 
 impl ControlPlane {
     /// A builder with Kong's defaults.
-    pub fn builder() -> Builder {
-        Builder::default()
+    pub fn builder() -> ControlPlaneBuilder {
+        ControlPlaneBuilder::default()
     }
 
-    pub(crate) fn start(b: Builder) -> Result<ControlPlane> {
+    pub(crate) fn start(b: ControlPlaneBuilder) -> Result<ControlPlane> {
         let node_id = b.node_id.unwrap_or_else(crate::random::uuid_v4);
-        let identity = b.identity.expect("checked by Builder::start");
+        let identity = b.identity.expect("checked by ControlPlaneBuilder::start");
         let tls = ServerTls::new(identity, b.client_auth)?;
         let shared = Arc::new(Shared {
             policy: NegotiationPolicy {

@@ -13,8 +13,9 @@ use super::push::{self, Link};
 use super::registry::{Entry, NodeInfo, PushOutcome};
 use super::{Shared, CLOSE_POLICY};
 use crate::channel::{Channel, ChannelConfig, Ended, Reader, Role};
+use crate::http::NodeIdentity;
 use crate::services::gate::SyncStatus;
-use crate::upgrade::{NodeIdentity, Rejection, UpgradeHandler, UpgradeRequest, Upgraded};
+use crate::upgrade::{Rejection, UpgradeHandler, UpgradeRequest, Upgraded};
 use crate::Protocol;
 
 /// The admission check of every upgrade: the node's connection cap (`429` past it).

@@ -40,7 +40,7 @@ use std::time::Duration;
 use crossbeam_channel::{select, Receiver, Sender};
 
 mod builder;
-pub mod cache;
+internal! { mod cache; }
 mod events;
 mod handler;
 mod intake;

@@ -10,8 +10,9 @@ use crossbeam_channel::Receiver;
 
 use super::{DpEvent, ProtocolChoice, Shared};
 use crate::channel::{close_code, lock, Channel, ChannelConfig, Reader, Role};
+use crate::http::NodeIdentity;
 use crate::http::{self, DialOptions};
-use crate::upgrade::{dial, NodeIdentity, UpgradeTarget, WRPC_PATH};
+use crate::upgrade::{dial, UpgradeTarget, WRPC_PATH};
 use crate::Protocol;
 
 /// How a session ended.

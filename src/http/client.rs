@@ -36,7 +36,7 @@ pub struct DialOptions {
     pub connect_timeout: Duration,
     /// Who this DP is: sent in the `kong-*` headers (and in an upgrade's query).
     pub node: NodeIdentity,
-    /// Limits on the CP's responses. For [`request`], `head_timeout` is the time the CP
+    /// Limits on the CP's responses. For a plain request, `head_timeout` is the time the CP
     /// has to answer, body included.
     pub limits: HttpLimits,
     /// The write timeout left on the socket of an upgraded connection

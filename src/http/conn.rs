@@ -13,7 +13,7 @@ use rustls::StreamOwned;
 use super::head::{read_request_head, RequestHead};
 use super::listener::Inner;
 use super::server::{
-    error_response, response_bytes, HttpHandler, Request, Response, Route, ServerConfig,
+    error_response, response_bytes, HttpHandler, Request, Response, Route, RouteKind, ServerConfig,
     SwitchHandler, Switched,
 };
 use super::{body_length, drain_plaintext, read_body, BodyLength, HttpError};
@@ -90,10 +90,10 @@ pub(super) fn serve(
     let path = head.path();
     let with_body = head.method != "HEAD";
     match cfg.route(path) {
-        Some(Route::Switch(handler)) => {
+        Some(Route(RouteKind::Switch(handler))) => {
             serve_switch(inner, id, stream, head, leftover, peer, handler.as_ref())
         }
-        Some(Route::Plain(handler)) => {
+        Some(Route(RouteKind::Plain(handler))) => {
             serve_plain(inner, stream, head, leftover, peer, handler.as_ref())
         }
         None => {

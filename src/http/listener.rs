@@ -166,7 +166,7 @@ impl Listener {
     /// Stops accepting ([`Listener::stop_accepting`]) and joins every connection thread:
     /// those in the HTTP phase end at once; those handed to a switch route are
     /// joined too, so close the upgraded connections first (or make
-    /// [`Switch::then`](super::Switch::then) return), or this blocks until they end. Idempotent.
+    /// the route's handler return), or this blocks until they end. Idempotent.
     pub fn shutdown(&mut self) {
         self.stop_accepting();
         let threads: Vec<JoinHandle<()>> = {

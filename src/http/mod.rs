@@ -1,8 +1,8 @@
-//! HTTP/1.1: heads under limits ([`head`]), the CP's listener ([`server`]), the DP's
-//! connections and plain requests ([`client`]) and who the DP says it is ([`node`]).
-//! The WebSocket upgrade sits on top of this module, in [`crate::upgrade`].
-//! [`client`] and the response head exist with feature `dp`; [`server`], the listener
-//! and the request head with feature `cp`.
+//! HTTP/1.1: heads under limits ([`HttpLimits`]), the CP's [`Listener`] and what it serves
+//! ([`ServerConfig`], [`Route`]), and who the DP says it is ([`NodeIdentity`]). The DP's
+//! side of a connection is reached through [`crate::upgrade::dial`]. The WebSocket upgrade
+//! sits on top of this module, in [`crate::upgrade`]. The response head exists with
+//! feature `dp`; the listener and the request head with feature `cp`.
 //!
 //! Every HTTP request a DP makes carries `kong-node-id`, `kong-version` and
 //! `kong-hostname`; every response the CP gives, `101` and errors included, carries
@@ -12,38 +12,43 @@
 use std::fmt;
 use std::io;
 
-#[cfg(feature = "dp")]
-#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
-pub mod client;
+internal! {
+    #[cfg(feature = "dp")]
+    mod client;
+}
 #[cfg(feature = "cp")]
 mod conn;
-pub mod head;
+internal! { mod head; }
 #[cfg(feature = "cp")]
 mod listener;
-pub mod node;
+pub(crate) mod node;
 #[cfg(feature = "cp")]
-#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
-pub mod server;
+pub(crate) mod server;
 
 #[cfg(feature = "dp")]
-#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
-pub use client::{connect, request, Connected, DialOptions};
+pub(crate) use client::DialOptions;
+#[cfg(feature = "dp")]
+internal_use!(client::{connect, request, Connected});
+#[cfg(feature = "cp")]
+internal_use!(head::read_request_head);
+#[cfg(feature = "dp")]
+internal_use!(head::read_response_head);
 #[cfg(feature = "cp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
-pub use head::{read_request_head, RequestHead};
+pub use head::RequestHead;
 #[cfg(feature = "dp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
-pub use head::{read_response_head, ResponseHead};
+pub use head::ResponseHead;
 pub use head::{HeadError, HttpLimits};
 #[cfg(feature = "cp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 pub use listener::Listener;
-pub use node::{NodeIdentity, HEADER_HOSTNAME, HEADER_NODE_ID, HEADER_VERSION};
+pub use node::{NodeIdentity, HEADER_HOSTNAME, HEADER_NODE_ID, HEADER_VERSION, MAX_IDENTITY_LEN};
 #[cfg(feature = "cp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
-pub use server::{
-    HttpHandler, Request, Response, Route, ServerConfig, Switch, SwitchHandler, Switched,
-};
+pub use server::{HttpHandler, Request, Response, Route, ServerConfig, DEFAULT_MAX_HANDSHAKES};
+#[cfg(feature = "cp")]
+internal_use!(server::{Switch, SwitchHandler, Switched});
 
 /// Errors of the HTTP layer.
 #[derive(Debug)]

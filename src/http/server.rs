@@ -77,23 +77,42 @@ pub trait HttpHandler: Send + Sync {
     fn handle(&self, req: &Request) -> Response;
 }
 
-/// What is served at one path of the listener.
+/// What is served at one path of the listener: a plain handler ([`Route::plain`]) or a
+/// WebSocket upgrade ([`upgrade::route`](crate::upgrade::route)).
 #[derive(Clone)]
-pub enum Route {
+pub struct Route(pub(crate) RouteKind);
+
+#[derive(Clone)]
+pub(crate) enum RouteKind {
     /// Plain request and response: the body is read, the handler answers, the connection
     /// closes.
     Plain(Arc<dyn HttpHandler>),
     /// A request that switches protocols (a WebSocket upgrade): the handler looks at the
     /// head and refuses it, or accepts it with the `101` to write and takes the connection.
-    /// The `upgrade` module builds these routes.
     Switch(Arc<dyn SwitchHandler>),
+}
+
+impl Route {
+    /// Plain request and response: the body is read, `handler` answers, the connection
+    /// closes.
+    pub fn plain(handler: Arc<dyn HttpHandler>) -> Route {
+        Route(RouteKind::Plain(handler))
+    }
+
+    internal_fn! {
+        /// A request that switches protocols: `handler` looks at the head and refuses it,
+        /// or accepts it with the response to write and takes the connection.
+        fn switch(handler: Arc<dyn SwitchHandler>) -> Route {
+            Route(RouteKind::Switch(handler))
+        }
+    }
 }
 
 impl std::fmt::Debug for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Route::Plain(_) => "Plain",
-            Route::Switch(_) => "Switch",
+        f.write_str(match self.0 {
+            RouteKind::Plain(_) => "Route::Plain",
+            RouteKind::Switch(_) => "Route::Switch",
         })
     }
 }
@@ -167,18 +186,18 @@ pub struct ServerConfig {
     /// [`ServerConfig::with_handler`] and [`ServerConfig::with_route`].
     pub routes: Vec<(String, Route)>,
     /// How long writing a response may take, and the write timeout left on the socket
-    /// of a [`Switched`] connection, so a DP that stops reading cannot block a writer
+    /// of a switched (upgraded) connection, so a DP that stops reading cannot block a writer
     /// forever. Default 10 s. `None`: no timeout on the upgraded socket (responses still
     /// get 10 s).
     pub write_timeout: Option<Duration>,
-    /// The stack size of each connection thread, which also runs
-    /// [`Switch::then`]. Default 256 KiB.
+    /// The stack size of each connection thread, which also runs an upgraded connection's
+    /// handler. Default 256 KiB.
     pub conn_stack_size: usize,
     /// The most connections between accept and a served request (TLS handshake and HTTP
     /// head, which share one deadline: [`HttpLimits::head_timeout`] from the accept).
     /// Default [`DEFAULT_MAX_HANDSHAKES`]. Past it the listener stops accepting until one
     /// finishes, and new connections wait in the kernel's listen backlog
-    /// ([`LISTEN_BACKLOG`]), so a storm of reconnecting DPs all get in, in turn.
+    /// (4096), so a storm of reconnecting DPs all get in, in turn.
     pub max_handshakes: usize,
 }
 
@@ -204,7 +223,7 @@ impl ServerConfig {
 
     /// Adds a plain HTTP endpoint at `path`.
     pub fn with_handler(self, path: impl Into<String>, handler: Arc<dyn HttpHandler>) -> Self {
-        self.with_route(path, Route::Plain(handler))
+        self.with_route(path, Route::plain(handler))
     }
 
     /// Serves `route` at `path` (an exact path, no query).

@@ -116,22 +116,24 @@ impl ClientTls {
         })
     }
 
-    /// Starts a session to `server_name`: a DNS name (sent as SNI and verified) or an IP
-    /// address literal, bracketed or not (no SNI, verified against IP subjectAltNames).
-    pub fn session(&self, server_name: &str) -> Result<rustls::ClientConnection, TlsError> {
-        let bare = server_name
-            .strip_prefix('[')
-            .and_then(|s| s.strip_suffix(']'))
-            .unwrap_or(server_name);
-        let name = ServerName::try_from(bare.to_string())
-            .map_err(|_| TlsError::InvalidServerName(server_name.to_string()))?;
-        if self.dangerous {
-            log::warn!(
-                "TLS certificate verification is OFF for {server_name}: this is dangerous, \
-                 anyone on the network path can impersonate the control plane"
-            );
+    internal_fn! {
+        /// Starts a session to `server_name`: a DNS name (sent as SNI and verified) or an IP
+        /// address literal, bracketed or not (no SNI, verified against IP subjectAltNames).
+        fn session(&self, server_name: &str) -> Result<rustls::ClientConnection, TlsError> {
+            let bare = server_name
+                .strip_prefix('[')
+                .and_then(|s| s.strip_suffix(']'))
+                .unwrap_or(server_name);
+            let name = ServerName::try_from(bare.to_string())
+                .map_err(|_| TlsError::InvalidServerName(server_name.to_string()))?;
+            if self.dangerous {
+                log::warn!(
+                    "TLS certificate verification is OFF for {server_name}: this is dangerous, \
+                     anyone on the network path can impersonate the control plane"
+                );
+            }
+            rustls::ClientConnection::new(self.config.clone(), name).map_err(TlsError::Protocol)
         }
-        rustls::ClientConnection::new(self.config.clone(), name).map_err(TlsError::Protocol)
     }
 
     /// The server name to use when the user gives none: `kong_clustering` in pinned
@@ -140,9 +142,11 @@ impl ClientTls {
         self.pinned.then_some(KONG_SERVER_NAME)
     }
 
-    /// The underlying rustls configuration.
-    pub fn config(&self) -> &Arc<rustls::ClientConfig> {
-        &self.config
+    internal_fn! {
+        /// The underlying rustls configuration.
+        fn config(&self) -> &Arc<rustls::ClientConfig> {
+            &self.config
+        }
     }
 }
 

@@ -7,18 +7,18 @@ use rustls::{AlertDescription, CertificateError, Side};
 
 /// Which peer's certificate an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Peer {
+pub enum CertificateOf {
     /// The server's certificate (seen by the client, the DP).
     Server,
     /// The client's certificate (seen by the server, the CP).
     Client,
 }
 
-impl fmt::Display for Peer {
+impl fmt::Display for CertificateOf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Peer::Server => "server",
-            Peer::Client => "client",
+            CertificateOf::Server => "server",
+            CertificateOf::Client => "client",
         })
     }
 }
@@ -46,12 +46,12 @@ pub enum TlsError {
     /// The peer's certificate is not issued by a CA we trust (unknown CA / untrusted issuer).
     UnknownIssuer {
         /// Whose certificate.
-        peer: Peer,
+        peer: CertificateOf,
     },
     /// The peer's certificate is not the pinned one (Kong's shared mode).
     PinMismatch {
         /// Whose certificate.
-        peer: Peer,
+        peer: CertificateOf,
     },
     /// The server's certificate does not cover the name we connected to.
     NameMismatch {
@@ -63,14 +63,14 @@ pub enum TlsError {
     /// The peer's certificate has expired.
     Expired {
         /// Whose certificate.
-        peer: Peer,
+        peer: CertificateOf,
         /// Verification time and the end of validity.
         detail: String,
     },
     /// The peer's certificate is not valid yet.
     NotYetValid {
         /// Whose certificate.
-        peer: Peer,
+        peer: CertificateOf,
         /// Verification time and the start of validity.
         detail: String,
     },
@@ -78,7 +78,7 @@ pub enum TlsError {
     /// signature, ...).
     BadCertificate {
         /// Whose certificate.
-        peer: Peer,
+        peer: CertificateOf,
         /// What is wrong, as rustls reports it.
         detail: String,
     },
@@ -205,48 +205,54 @@ impl fmt::Display for PinMismatch {
 impl std::error::Error for PinMismatch {}
 
 impl TlsError {
-    /// Maps a rustls error seen by our side `ours` (the side of the local connection) to a
-    /// typed error.
-    ///
-    /// Use it for errors from `process_new_packets` after the handshake too: with TLS 1.3
-    /// a server's refusal of our client certificate arrives after the client has finished
-    /// its part of the handshake, on the first read.
-    pub fn from_rustls(e: rustls::Error, ours: Side) -> TlsError {
-        let peer = match ours {
-            Side::Client => Peer::Server,
-            Side::Server => Peer::Client,
-        };
-        match e {
-            rustls::Error::InvalidCertificate(c) => from_cert_error(c, peer),
-            rustls::Error::NoCertificatesPresented => TlsError::ClientCertMissing,
-            rustls::Error::AlertReceived(a) => from_alert(a, ours),
-            rustls::Error::PeerIncompatible(p) => TlsError::ProtocolVersion(format!("{p:?}")),
-            other => TlsError::Protocol(other),
+    internal_fn! {
+        /// Maps a rustls error seen by our side `ours` (the side of the local connection) to a
+        /// typed error.
+        ///
+        /// Use it for errors from `process_new_packets` after the handshake too: with TLS 1.3
+        /// a server's refusal of our client certificate arrives after the client has finished
+        /// its part of the handshake, on the first read.
+        fn from_rustls(e: rustls::Error, ours: Side) -> TlsError {
+            let peer = match ours {
+                Side::Client => CertificateOf::Server,
+                Side::Server => CertificateOf::Client,
+            };
+            match e {
+                rustls::Error::InvalidCertificate(c) => from_cert_error(c, peer),
+                rustls::Error::NoCertificatesPresented => TlsError::ClientCertMissing,
+                rustls::Error::AlertReceived(a) => from_alert(a, ours),
+                rustls::Error::PeerIncompatible(p) => TlsError::ProtocolVersion(format!("{p:?}")),
+                other => TlsError::Protocol(other),
+            }
         }
     }
 
-    /// Maps an I/O error from a `rustls::Stream` or `StreamOwned` read or write: a rustls
-    /// error wrapped in it (kind `InvalidData`) maps as in [`TlsError::from_rustls`], the
-    /// rest as in [`TlsError::from_io`].
-    pub fn from_stream_error(e: io::Error, ours: Side) -> TlsError {
-        match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-            Some(r) => TlsError::from_rustls(r.clone(), ours),
-            None => TlsError::from_io(e),
+    internal_fn! {
+        /// Maps an I/O error from a `rustls::Stream` or `StreamOwned` read or write: a rustls
+        /// error wrapped in it (kind `InvalidData`) maps as in `TlsError::from_rustls`, the
+        /// rest as in `TlsError::from_io`.
+        fn from_stream_error(e: io::Error, ours: Side) -> TlsError {
+            match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                Some(r) => TlsError::from_rustls(r.clone(), ours),
+                None => TlsError::from_io(e),
+            }
         }
     }
 
-    /// Maps a socket I/O error: timeouts (`WouldBlock`, `TimedOut`) to
-    /// [`TlsError::Timeout`], an early end of stream to [`TlsError::Closed`].
-    pub fn from_io(e: io::Error) -> TlsError {
-        match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => TlsError::Timeout,
-            io::ErrorKind::UnexpectedEof => TlsError::Closed,
-            _ => TlsError::Io(e),
+    internal_fn! {
+        /// Maps a socket I/O error: timeouts (`WouldBlock`, `TimedOut`) to
+        /// [`TlsError::Timeout`], an early end of stream to [`TlsError::Closed`].
+        fn from_io(e: io::Error) -> TlsError {
+            match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => TlsError::Timeout,
+                io::ErrorKind::UnexpectedEof => TlsError::Closed,
+                _ => TlsError::Io(e),
+            }
         }
     }
 }
 
-fn from_cert_error(c: CertificateError, peer: Peer) -> TlsError {
+fn from_cert_error(c: CertificateError, peer: CertificateOf) -> TlsError {
     match c {
         CertificateError::UnknownIssuer => TlsError::UnknownIssuer { peer },
         CertificateError::NotValidForName => TlsError::NameMismatch {
@@ -324,7 +330,12 @@ mod tests {
             Arc::new(PinMismatch),
         )));
         let t = TlsError::from_rustls(e, Side::Client);
-        assert!(matches!(t, TlsError::PinMismatch { peer: Peer::Server }));
+        assert!(matches!(
+            t,
+            TlsError::PinMismatch {
+                peer: CertificateOf::Server
+            }
+        ));
         assert!(t
             .to_string()
             .contains("does not match the pinned certificate"));

@@ -28,11 +28,13 @@ mod verify;
 #[cfg(feature = "dp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
 pub use client::{ClientTls, TrustMode};
-pub use error::{Peer, TlsError};
+pub use error::{CertificateOf, TlsError};
 pub use pem::Identity;
 #[cfg(feature = "cp")]
+internal_use!(server::peer_certificate);
+#[cfg(feature = "cp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
-pub use server::{peer_certificate, ClientAuth, ServerTls};
+pub use server::{ClientAuth, ServerTls};
 
 /// The server name Kong uses in shared mode for SNI and verification.
 pub const KONG_SERVER_NAME: &str = "kong_clustering";
@@ -68,33 +70,35 @@ const VERSIONS: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 #[cfg(feature = "dp")]
-#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
-/// Runs a client handshake to completion on a blocking socket. Only with the `dp` feature.
-///
-/// The caller bounds the socket's reads and writes (one deadline for the whole
-/// handshake: a socket that sets its timeout to the time left before each call); running
-/// out of time gives [`TlsError::Timeout`]. With TLS 1.3 the server checks our client certificate after we
-/// have sent our last handshake message, so its refusal can also show up on the first
-/// read afterwards (map it with [`TlsError::from_rustls`]).
-pub fn client_handshake(
-    conn: &mut rustls::ClientConnection,
-    sock: &mut (impl Read + Write),
-) -> Result<(), TlsError> {
-    drive(&mut **conn, sock, Side::Client)
+internal_fn! {
+    /// Runs a client handshake to completion on a blocking socket. Only with the `dp` feature.
+    ///
+    /// The caller bounds the socket's reads and writes (one deadline for the whole
+    /// handshake: a socket that sets its timeout to the time left before each call); running
+    /// out of time gives [`TlsError::Timeout`]. With TLS 1.3 the server checks our client certificate after we
+    /// have sent our last handshake message, so its refusal can also show up on the first
+    /// read afterwards (map it with `TlsError::from_rustls`).
+    fn client_handshake(
+        conn: &mut rustls::ClientConnection,
+        sock: &mut (impl Read + Write),
+    ) -> Result<(), TlsError> {
+        drive(&mut **conn, sock, Side::Client)
+    }
 }
 
 #[cfg(feature = "cp")]
-#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
-/// Runs a server handshake to completion on a blocking socket. Only with the `cp` feature.
-///
-/// A refused client certificate ends the handshake with a TLS alert sent to the client,
-/// before any HTTP byte is read. The caller bounds the socket as for
-/// [`client_handshake`].
-pub fn server_handshake(
-    conn: &mut rustls::ServerConnection,
-    sock: &mut (impl Read + Write),
-) -> Result<(), TlsError> {
-    drive(&mut **conn, sock, Side::Server)
+internal_fn! {
+    /// Runs a server handshake to completion on a blocking socket. Only with the `cp` feature.
+    ///
+    /// A refused client certificate ends the handshake with a TLS alert sent to the client,
+    /// before any HTTP byte is read. The caller bounds the socket as for
+    /// [`client_handshake`].
+    fn server_handshake(
+        conn: &mut rustls::ServerConnection,
+        sock: &mut (impl Read + Write),
+    ) -> Result<(), TlsError> {
+        drive(&mut **conn, sock, Side::Server)
+    }
 }
 
 fn drive<D: SideData>(

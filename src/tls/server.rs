@@ -117,14 +117,18 @@ impl ServerTls {
         })
     }
 
-    /// Starts a session for one accepted connection.
-    pub fn session(&self) -> Result<rustls::ServerConnection, TlsError> {
-        rustls::ServerConnection::new(self.config.clone()).map_err(TlsError::Protocol)
+    internal_fn! {
+        /// Starts a session for one accepted connection.
+        fn session(&self) -> Result<rustls::ServerConnection, TlsError> {
+            rustls::ServerConnection::new(self.config.clone()).map_err(TlsError::Protocol)
+        }
     }
 
-    /// The underlying rustls configuration.
-    pub fn config(&self) -> &Arc<rustls::ServerConfig> {
-        &self.config
+    internal_fn! {
+        /// The underlying rustls configuration.
+        fn config(&self) -> &Arc<rustls::ServerConfig> {
+            &self.config
+        }
     }
 }
 

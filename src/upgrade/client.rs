@@ -5,7 +5,7 @@ use std::fmt;
 use super::*;
 use crate::http::head::push_header;
 use crate::http::node::{push_node_headers, query_safe};
-use crate::http::ResponseHead;
+use crate::http::{NodeIdentity, ResponseHead, HEADER_NODE_ID};
 
 /// Writes `value` raw, percent-encoding only bytes that [`NodeIdentity::validate`]
 /// refuses, so that even an unchecked identity cannot break the request line.
@@ -138,7 +138,7 @@ impl UpgradeTarget {
         UpgradeTarget::new(WRPC_PATH, Some(WRPC_SUBPROTOCOL))
     }
 
-    /// Kong's JSON protocol: [`OUTLET_PATH`](crate::outlet::OUTLET_PATH), no
+    /// Kong's JSON protocol: `/v1/outlet`, no
     /// subprotocol (Kong's DPs send no `Sec-WebSocket-Protocol` there).
     pub fn outlet() -> UpgradeTarget {
         UpgradeTarget::new(crate::outlet::OUTLET_PATH, None)

@@ -6,7 +6,9 @@ use std::net::TcpStream;
 
 use rustls::StreamOwned;
 
-use super::{build_request, check_response, generate_key, UpgradeError, UpgradeTarget};
+use super::client::generate_key;
+use super::{build_request, check_response, UpgradeError, UpgradeTarget};
+use crate::channel::{Channel, ChannelConfig, ChannelError, Reader, Role};
 use crate::deadline::Timed;
 use crate::http::client::head_error;
 use crate::http::{
@@ -16,23 +18,38 @@ use crate::http::{
 use crate::tcp;
 use crate::Error;
 
-/// A connection upgraded to a WebSocket.
-///
-/// The socket's read timeout is cleared (an idle connection costs no wake-ups) and its
-/// write timeout set to [`DialOptions::write_timeout`]. `leftover` holds every plaintext
-/// byte received after the `101` head (the start of the CP's first WebSocket frames),
-/// including any the TLS session had already decrypted; the session holds at most a
-/// partial TLS record, so the next step is to read from the socket.
-#[derive(Debug)]
-pub struct Dialed {
-    /// The TLS session.
-    pub session: rustls::ClientConnection,
-    /// The socket under it.
-    pub sock: TcpStream,
-    /// Plaintext received after the response head: never lost.
-    pub leftover: Vec<u8>,
-    /// The CP's `101` (its `kong-node-id` header names the CP node).
-    pub response: ResponseHead,
+internal_fields! {
+    /// A connection upgraded to a WebSocket.
+    ///
+    /// The socket's read timeout is cleared (an idle connection costs no wake-ups) and its
+    /// write timeout set to [`DialOptions::write_timeout`]. `leftover` holds every plaintext
+    /// byte received after the `101` head (the start of the CP's first WebSocket frames),
+    /// including any the TLS session had already decrypted; the session holds at most a
+    /// partial TLS record, so the next step is to read from the socket.
+    #[derive(Debug)]
+    pub struct Dialed {
+        /// The TLS session.
+        session: rustls::ClientConnection,
+        /// The socket under it.
+        sock: TcpStream,
+        /// Plaintext received after the response head: never lost.
+        leftover: Vec<u8>,
+        /// The CP's `101` (its `kong-node-id` header names the CP node).
+        response: ResponseHead,
+    }
+}
+
+impl Dialed {
+    /// The CP's `101` response (its `kong-node-id` header names the CP node).
+    pub fn response(&self) -> &ResponseHead {
+        &self.response
+    }
+
+    /// The message channel on this connection, as its client: the returned [`Reader`]
+    /// must be run for anything to be received (see [`Channel`]).
+    pub fn into_channel(self, config: ChannelConfig) -> Result<(Channel, Reader), ChannelError> {
+        Channel::new(self.session, self.sock, self.leftover, Role::Client, config)
+    }
 }
 
 /// The longest piece of a refusal's body kept in the error.
@@ -41,8 +58,8 @@ const REFUSAL_BODY_CHARS: usize = 512;
 /// Connects to the CP and upgrades at `target` ([`UpgradeTarget::wrpc`],
 /// [`UpgradeTarget::outlet`] or any other), all within [`DialOptions::connect_timeout`].
 ///
-/// TCP (or a CONNECT tunnel through the proxy), TLS, then the upgrade request of
-/// [`build_request`], whose answer must pass [`check_response`]. A refusal comes back as
+/// TCP (or a CONNECT tunnel through the proxy), TLS, then the upgrade request, whose
+/// answer must be a `101` that accepts our key and subprotocol. A refusal comes back as
 /// [`UpgradeError::Refused`] with the CP's status, reason, body text and node id.
 pub fn dial(opts: &DialOptions, target: &UpgradeTarget) -> Result<Dialed, Error> {
     opts.node.validate()?;

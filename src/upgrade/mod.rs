@@ -1,13 +1,13 @@
 //! The WebSocket upgrade, both sides, on top of [`http`](crate::http), for any path and
 //! subprotocol: `/v1/wrpc` with `wrpc.konghq.com` and `/v1/outlet` with none.
 //!
-//! The DP builds the request with [`build_request`] and checks the answer with
-//! [`check_response`]; [`dial`] does both over a connection from [`http::connect`]
-//! (TCP, proxy, TLS), for an [`UpgradeTarget`]. The CP checks a request against an
-//! [`Endpoint`] with [`check_upgrade`] and answers [`accept_response`] (or the
-//! [`Rejection`] it got); [`route`] puts those checks on a path of the
-//! [`http`](crate::http) listener, which knows nothing of upgrades: it moves the bytes,
-//! and this module sits on top of it.
+//! The DP's [`dial`] connects (TCP, an optional CONNECT proxy, TLS), sends the upgrade
+//! request for an [`UpgradeTarget`] and checks the answer. The CP checks a request against
+//! an [`Endpoint`] and answers `101` (or the [`Rejection`] its [`UpgradeHandler`] gave);
+//! [`route`] puts those checks on a path of the [`http`](crate::http) listener, which
+//! knows nothing of upgrades: it moves the bytes, and this module sits on top of it. Both
+//! ends turn the upgraded connection into a [`Channel`](crate::channel::Channel) with
+//! `into_channel`.
 //!
 //! The DP's side (the request, [`dial`], [`UpgradeError`]) exists with feature `dp`, the
 //! CP's side ([`Endpoint`], [`route`], [`Rejection`]) with feature `cp`.
@@ -17,37 +17,39 @@
 //! percent-encoded, and (the spec's rule) in the headers `kong-node-id`, `kong-version`,
 //! `kong-hostname`; the wRPC subprotocol is `wrpc.konghq.com`, Kong's JSON protocol has
 //! none; the CP answers every response with its own `kong-node-id`.
-//!
-//! [`http::connect`]: crate::http::connect
 
-#[cfg(feature = "dp")]
-mod client;
+internal! {
+    #[cfg(feature = "dp")]
+    mod client;
+}
 #[cfg(feature = "dp")]
 mod dial;
-#[cfg(feature = "cp")]
-mod server;
+internal! {
+    #[cfg(feature = "cp")]
+    mod server;
+}
 #[cfg(all(test, feature = "dp", feature = "cp"))]
 mod tests;
 
 #[cfg(feature = "dp")]
+internal_use!(client::{build_request, check_response, generate_key});
+#[cfg(feature = "dp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
-pub use client::{
-    build_request, check_response, generate_key, Refusal, UpgradeError, UpgradeTarget,
-};
+pub use crate::http::client::DialOptions;
+#[cfg(feature = "dp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
+pub use client::{Refusal, UpgradeError, UpgradeTarget};
 #[cfg(feature = "dp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
 pub use dial::{dial, Dialed};
-// Who the DP is belongs to HTTP (every request carries it); re-exported here where it
-// used to live.
-pub use crate::http::node::{
-    NodeIdentity, HEADER_HOSTNAME, HEADER_NODE_ID, HEADER_VERSION, MAX_IDENTITY_LEN,
-};
+#[cfg(feature = "cp")]
+internal_use!(server::{
+    accept_response, check_request, check_request_without_identity, check_upgrade,
+    rejection_response,
+});
 #[cfg(feature = "cp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
-pub use server::{
-    accept_response, check_request, check_request_without_identity, check_upgrade,
-    rejection_response, route, Endpoint, Rejection, UpgradeHandler, UpgradeRequest, Upgraded,
-};
+pub use server::{route, Endpoint, Rejection, UpgradeHandler, UpgradeRequest, Upgraded};
 
 /// The WebSocket subprotocol every wRPC peer offers and answers.
 pub const WRPC_SUBPROTOCOL: &str = "wrpc.konghq.com";

@@ -6,9 +6,13 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 
 use super::*;
+use crate::channel::{Channel, ChannelConfig, ChannelError, Reader, Role};
 use crate::http::head::{push_header, reason_phrase, valid_header_value};
 use crate::http::server::response_bytes;
-use crate::http::{RequestHead, Response, Route, Switch, SwitchHandler, Switched};
+use crate::http::{
+    NodeIdentity, RequestHead, Response, Route, Switch, SwitchHandler, Switched, HEADER_HOSTNAME,
+    HEADER_NODE_ID, HEADER_VERSION, MAX_IDENTITY_LEN,
+};
 
 /// What an upgrade endpoint requires of a request: which subprotocol, and whether a Kong
 /// node identity.
@@ -76,37 +80,74 @@ pub trait UpgradeHandler: Send + Sync + 'static {
     fn upgraded(&self, conn: Upgraded);
 }
 
-/// A connection that passed the upgrade, handed to [`UpgradeHandler::upgraded`].
-///
-/// The socket's read timeout is cleared (an idle connection costs no wake-ups) and its
-/// write timeout set to the listener's write timeout. `leftover` holds every plaintext
-/// byte received after the request head (the start of the DP's first WebSocket frames),
-/// including any the TLS session had already decrypted; the session holds at most a
-/// partial TLS record, so the next step is to read from the socket.
-#[derive(Debug)]
-pub struct Upgraded {
-    /// The TLS session.
-    pub session: rustls::ServerConnection,
-    /// The socket under it.
-    pub sock: TcpStream,
-    /// Plaintext received after the request head: never lost.
-    pub leftover: Vec<u8>,
-    /// The DP's identity from the upgrade request.
-    pub node: NodeIdentity,
+internal_fields! {
+    /// A connection that passed the upgrade, handed to [`UpgradeHandler::upgraded`].
+    ///
+    /// The socket's read timeout is cleared (an idle connection costs no wake-ups) and its
+    /// write timeout set to the listener's write timeout. `leftover` holds every plaintext
+    /// byte received after the request head (the start of the DP's first WebSocket frames),
+    /// including any the TLS session had already decrypted; the session holds at most a
+    /// partial TLS record, so the next step is to read from the socket.
+    #[derive(Debug)]
+    pub struct Upgraded {
+        /// The TLS session.
+        session: rustls::ServerConnection,
+        /// The socket under it.
+        sock: TcpStream,
+        /// Plaintext received after the request head: never lost.
+        leftover: Vec<u8>,
+        /// The DP's identity from the upgrade request.
+        node: NodeIdentity,
+        /// The DP's address.
+        peer_addr: SocketAddr,
+        /// The upgrade request's head.
+        head: RequestHead,
+        /// The subprotocol answered in the `101`, if any.
+        subprotocol: Option<String>,
+    }
+}
+
+impl Upgraded {
+    /// The DP's identity from the upgrade request (empty fields where the endpoint does
+    /// not require one and the DP sent none).
+    pub fn node(&self) -> &NodeIdentity {
+        &self.node
+    }
+
     /// The DP's address.
-    pub peer_addr: SocketAddr,
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
     /// The upgrade request's head.
-    pub head: RequestHead,
+    pub fn head(&self) -> &RequestHead {
+        &self.head
+    }
+
     /// The subprotocol answered in the `101`, if any.
-    pub subprotocol: Option<String>,
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.subprotocol.as_deref()
+    }
+
+    /// The DP's client certificate (end entity), if it presented one.
+    pub fn peer_certificate(&self) -> Option<rustls_pki_types::CertificateDer<'static>> {
+        crate::tls::peer_certificate(&self.session)
+    }
+
+    /// The message channel on this connection, as its server: the returned [`Reader`]
+    /// must be run for anything to be received (see [`Channel`]).
+    pub fn into_channel(self, config: ChannelConfig) -> Result<(Channel, Reader), ChannelError> {
+        Channel::new(self.session, self.sock, self.leftover, Role::Server, config)
+    }
 }
 
 /// A listener route that takes WebSocket upgrades for `endpoint` and hands them to
-/// `handler`: checks ([`check_upgrade`]), then [`UpgradeHandler::admit`], then the `101`
-/// ([`accept_response`]) and [`UpgradeHandler::upgraded`]. Any refusal is answered with
+/// `handler`: checks (method, version, upgrade headers, key, subprotocol and,
+/// where the endpoint requires it, the node identity), then [`UpgradeHandler::admit`],
+/// then the `101` and [`UpgradeHandler::upgraded`]. Any refusal is answered with
 /// its status and reason, and `kong-node-id`.
 pub fn route(endpoint: Endpoint, handler: Arc<dyn UpgradeHandler>) -> Route {
-    Route::Switch(Arc::new(WebSocketRoute { endpoint, handler }))
+    Route::switch(Arc::new(WebSocketRoute { endpoint, handler }))
 }
 
 struct WebSocketRoute {
@@ -208,7 +249,7 @@ impl fmt::Display for Rejection {
     }
 }
 
-/// An upgrade request that passed [`check_request`].
+/// An upgrade request that passed the checks of its [`Endpoint`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpgradeRequest {
     /// The client's `Sec-WebSocket-Key`.

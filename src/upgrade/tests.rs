@@ -1,7 +1,9 @@
 //! Unit tests of both sides of the upgrade.
 
 use super::*;
-use crate::http::{read_request_head, read_response_head, HttpLimits, RequestHead, ResponseHead};
+use crate::http::{
+    read_request_head, read_response_head, HttpLimits, NodeIdentity, RequestHead, ResponseHead,
+};
 use std::io::Cursor;
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";

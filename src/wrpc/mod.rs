@@ -6,20 +6,20 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | [`envelope`] | our prost definitions of the envelope and Kong-safe constructors |
-//! | [`validate`] | which kind a message is, or which rule it breaks |
-//! | [`pending`] | the seq counter, calls waiting for answers, deadlines |
+//! | `envelope` | our prost definitions of the envelope and Kong-safe constructors |
+//! | `validate` | which kind a message is, or which rule it breaks |
+//! | `pending` | the seq counter, calls waiting for answers, deadlines |
 //! | `rpc` | what an rpc is ([`Rpc`], [`wrpc_service!`](crate::wrpc_service)) and [`HandlerError`] |
 //! | `table` | the handler table: (service, rpc) to handler, and what a lookup finds |
 //! | `dispatch` | what a received message leads to: serve, answer with an ERROR, close... |
-//! | [`stream`] | STREAM_BEGIN / STREAM_MESSAGE / STREAM_END, and the open streams |
+//! | `stream` | STREAM_BEGIN / STREAM_MESSAGE / STREAM_END, and the open streams |
 //! | `wire` | the sending half of a connection: its channel and its seq counter |
 //! | `config` | [`PeerConfig`] and its defaults |
 //! | `conn` | what a connection holds: [`Peer`], [`Services`], [`Context`] |
-//! | [`service`] | registering handlers in [`Services`] |
-//! | [`pool`] | the worker threads that run handlers |
+//! | `service` | registering handlers in [`Services`] |
+//! | `pool` | the worker threads that run handlers ([`WorkerPool`]) |
 //! | `fair` | each connection's fair share of those workers |
-//! | [`peer`] | the peer's calls, streams and handle |
+//! | `peer` | the peer's calls, streams and handle |
 //! | `serve` | the peer's reader: doing what `dispatch` decides, on the workers |
 
 use std::fmt;
@@ -29,17 +29,17 @@ use crate::channel::{ChannelError, Ended};
 mod config;
 mod conn;
 mod dispatch;
-pub mod envelope;
+internal! { mod envelope; }
 mod fair;
-pub mod peer;
-pub mod pending;
-pub mod pool;
+mod peer;
+internal! { mod pending; }
+mod pool;
 mod rpc;
 mod serve;
-pub mod service;
-pub mod stream;
+mod service;
+mod stream;
 mod table;
-pub mod validate;
+internal! { mod validate; }
 mod wire;
 
 pub use envelope::ErrorType;

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use super::config::{PeerConfig, DEFAULT_CALL_TIMEOUT, PAUSE_BACKLOG};
+pub use super::config::{PeerConfig, DEFAULT_CALL_TIMEOUT};
 pub use super::conn::Peer;
 use super::conn::{Inner, Services};
 use super::envelope::request_head;

@@ -55,15 +55,17 @@ impl WorkerPool {
         })
     }
 
-    /// Queues `job` unless the queue is full or the pool is shut down.
-    pub fn try_submit(&self, job: Job) -> Result<(), Overloaded> {
-        let tx = crate::channel::lock(&self.tx).clone();
-        match tx {
-            Some(tx) => match tx.try_send(job) {
-                Ok(()) => Ok(()),
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => Err(Overloaded),
-            },
-            None => Err(Overloaded),
+    internal_fn! {
+        /// Queues `job` unless the queue is full or the pool is shut down.
+        fn try_submit(&self, job: Job) -> Result<(), Overloaded> {
+            let tx = crate::channel::lock(&self.tx).clone();
+            match tx {
+                Some(tx) => match tx.try_send(job) {
+                    Ok(()) => Ok(()),
+                    Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => Err(Overloaded),
+                },
+                None => Err(Overloaded),
+            }
         }
     }
 

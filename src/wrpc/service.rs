@@ -28,8 +28,6 @@ where
 
 /// A handler working on encoded bytes.
 pub type RawHandler = dyn Fn(&Context, &[u8]) -> Result<Vec<u8>, HandlerError> + Send + Sync;
-/// A handler for streams begun by the peer.
-pub type StreamHandler = dyn Fn(&Context, InboundStream) + Send + Sync;
 
 impl Services {
     /// An empty table: every request gets INVALID_SERVICE.

@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, TryRecvError};
 use dpspec::channel::frame::apply_mask;
 use dpspec::cp::CpEvent;
-use dpspec::http::DialOptions;
+use dpspec::http::NodeIdentity;
 use dpspec::services::config::{PingCPRequest, ReportMetadataRequest};
 use dpspec::services::negotiation::dp_request;
 use dpspec::services::{NegotiateServices, PingCP, ReportMetadata};
 use dpspec::tls::ClientTls;
-use dpspec::upgrade::NodeIdentity;
-use dpspec::upgrade::{dial, UpgradeTarget};
+
+use dpspec::upgrade::{dial, DialOptions, UpgradeTarget};
 use dpspec::wrpc::envelope::{encode_envelope, PayloadV1};
 use dpspec::wrpc::Rpc;
 

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Receiver;
 use dpspec::channel::{Channel, Ended, Incoming};
+use dpspec::http::NodeIdentity;
 use dpspec::services::config::ReportMetadataRequest;
 use dpspec::services::negotiation::dp_request;
 use dpspec::services::{NegotiateServices, ReportMetadata};
 use dpspec::tls::ClientTls;
-use dpspec::upgrade::NodeIdentity;
+
 use dpspec::wrpc::envelope::{decode_envelope, encode_envelope, PayloadV1};
 use dpspec::wrpc::Rpc;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use dpspec::channel::{Channel, ChannelConfig, Ended, Reader, Role};
 use dpspec::cp::CpEvent;
-use dpspec::http::DialOptions;
+use dpspec::http::NodeIdentity;
 use dpspec::services::config::{
     PingCPRequest, PluginVersion, ReportMetadataRequest, ReportMetadataResponse, SyncConfigResponse,
 };
@@ -17,8 +17,8 @@ use dpspec::services::negotiation::{
 };
 use dpspec::services::{NegotiateServices, PingCP, ReportMetadata, SyncConfig};
 use dpspec::tls::{ClientTls, Identity, TrustMode};
-use dpspec::upgrade::NodeIdentity;
-use dpspec::upgrade::{dial, UpgradeTarget};
+
+use dpspec::upgrade::{dial, DialOptions, UpgradeTarget};
 use dpspec::wrpc::{Peer, PeerConfig, Services, WorkerPool, WrpcError};
 
 use crate::support::certs::{kong_shared, Pem};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use dpspec::channel::{Channel, ChannelConfig, Role};
-use dpspec::http::{Listener, ServerConfig};
+use dpspec::http::{Listener, NodeIdentity, ServerConfig};
 use dpspec::services::config::{
     report_metadata_response, PingCPResponse, ReportMetadataResponse, SyncConfigRequest,
     SyncConfigResponse,
@@ -18,7 +18,7 @@ use dpspec::services::negotiation::{
 };
 use dpspec::services::{NegotiateServices, PingCP, ReportMetadata, SyncConfig};
 use dpspec::tls::{ClientAuth, Identity, ServerTls, TrustMode};
-use dpspec::upgrade::NodeIdentity;
+
 use dpspec::upgrade::{self, Endpoint, UpgradeHandler, Upgraded, WRPC_PATH};
 use dpspec::wrpc::{Peer, PeerConfig, Services, WorkerPool, WrpcError};
 

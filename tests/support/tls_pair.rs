@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use dpspec::http::{
-    read_response_head, DialOptions, HttpLimits, Listener, ResponseHead, ServerConfig,
+    read_response_head, HttpLimits, Listener, NodeIdentity, ResponseHead, ServerConfig,
 };
 use dpspec::tls::{ClientAuth, ClientTls, Identity, ServerTls, TrustMode};
 use dpspec::upgrade::{
-    self, Endpoint, NodeIdentity, Rejection, UpgradeHandler, UpgradeRequest, Upgraded, WRPC_PATH,
+    self, DialOptions, Endpoint, Rejection, UpgradeHandler, UpgradeRequest, Upgraded, WRPC_PATH,
 };
 use rustls::StreamOwned;
 

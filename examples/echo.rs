@@ -227,8 +227,8 @@ fn server(f: &Flags) -> Result<(), String> {
     // A plain wRPC server: any wRPC client may call, with no Kong node identity.
     let endpoint = Endpoint::wrpc().identity(false);
     let config = ServerConfig::new("dpspec-echo")
-        .with_route(WRPC_PATH, upgrade::route(endpoint.clone(), handler.clone()))
-        .with_route("/echo", upgrade::route(endpoint, handler));
+        .route(WRPC_PATH, upgrade::route(endpoint.clone(), handler.clone()))
+        .route("/echo", upgrade::route(endpoint, handler));
     let listener = Listener::bind(f.listen.as_str(), tls, config)
         .map_err(|e| format!("{}: {}", f.listen, dpspec::Error::from(e).report()))?;
     println!(
@@ -250,10 +250,7 @@ struct EchoServer {
 
 impl UpgradeHandler for EchoServer {
     fn upgraded(&self, up: Upgraded) {
-        let cfg = ChannelConfig {
-            label: up.peer_addr.to_string(),
-            ..ChannelConfig::default()
-        };
+        let cfg = ChannelConfig::default().label(up.peer_addr.to_string());
         match Channel::new(up.session, up.sock, up.leftover, Role::Server, cfg) {
             Ok((channel, reader)) => {
                 let peer = Peer::new(
@@ -346,10 +343,7 @@ fn bench(f: &Flags) -> Result<(), String> {
         dialed.sock,
         dialed.leftover,
         Role::Client,
-        ChannelConfig {
-            label: url.to_string(),
-            ..ChannelConfig::default()
-        },
+        ChannelConfig::default().label(url.to_string()),
     )
     .map_err(|e| e.to_string())?;
     let pool = Arc::new(WorkerPool::new("bench", 1, 16).map_err(|e| e.to_string())?);

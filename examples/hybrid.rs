@@ -97,14 +97,15 @@ fn run() -> Result<(), String> {
         println!("[dp {name}] started as node {}", dp.node_id());
     }
 
+    let dp_events: Vec<_> = dps.iter().map(|(_, dp)| dp.events()).collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     // Per DP: applied the CP's hash; the CP saw that hash in its ping.
     let mut done = [(false, false); 2];
     while !done.iter().all(|&(applied, seen)| applied && seen) {
         let left = deadline.saturating_duration_since(Instant::now());
         let mut sel = Select::new();
-        for (_, dp) in &dps {
-            sel.recv(dp.events());
+        for events in &dp_events {
+            sel.recv(events);
         }
         let cp_index = sel.recv(&cp_events);
         let op = sel
@@ -124,8 +125,8 @@ fn run() -> Result<(), String> {
             print_cp_event(&event, &dps);
             continue;
         }
-        let (name, dp) = &dps[index];
-        match op.recv(dp.events()).map_err(|_| "a DP stopped")? {
+        let (name, _) = &dps[index];
+        match op.recv(&dp_events[index]).map_err(|_| "a DP stopped")? {
             DpEvent::Connected { protocol, .. } => {
                 println!("[dp {name}] connected, speaking {protocol}")
             }

@@ -1258,7 +1258,7 @@ impl RawDp {
     fn dial(addr: SocketAddr, tls: &ClientTls, node_id: &str) -> Result<RawDp, String> {
         let node = NodeIdentity::new(node_id, node_id, dpspec::dp::DEFAULT_KONG_VERSION);
         let mut opts = DialOptions::new("127.0.0.1", addr.port(), tls.clone(), node);
-        opts.connect_timeout = Duration::from_secs(10);
+        opts = opts.connect_timeout(Duration::from_secs(10));
         let d = dial(&opts, &UpgradeTarget::wrpc()).map_err(|e| format!("{node_id}: {e}"))?;
         d.sock
             .set_write_timeout(Some(WRITE_SLICE))

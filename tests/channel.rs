@@ -8,10 +8,7 @@ use dpspec::channel::{ChannelConfig, ChannelError, Ended, Incoming, Role};
 use support::pair::channel_pair;
 
 fn cfg() -> ChannelConfig {
-    ChannelConfig {
-        close_timeout: Duration::from_secs(2),
-        ..ChannelConfig::default()
-    }
+    ChannelConfig::default().close_timeout(Duration::from_secs(2))
 }
 
 fn message(i: u32) -> Vec<u8> {
@@ -122,10 +119,7 @@ fn idle_round_trip_does_not_wait_on_a_timer() {
 
 #[test]
 fn oversize_message_fails_at_the_sender_and_nothing_is_written() {
-    let small = ChannelConfig {
-        max_message_size: 1024,
-        ..cfg()
-    };
+    let small = cfg().max_message_size(1024);
     let ((client, _cr), (_server, server_reader)) = channel_pair(small, cfg());
     let (_s, server_rx) = server_reader.spawn_queue(4).unwrap();
     match client.send(&vec![7u8; 1025]) {
@@ -141,14 +135,8 @@ fn oversize_message_fails_at_the_sender_and_nothing_is_written() {
 
 #[test]
 fn peer_sending_oversize_message_gets_close_1009() {
-    let big = ChannelConfig {
-        max_message_size: 1 << 20,
-        ..cfg()
-    };
-    let small = ChannelConfig {
-        max_message_size: 1024,
-        ..cfg()
-    };
+    let big = cfg().max_message_size(1 << 20);
+    let small = cfg().max_message_size(1024);
     let ((client, client_reader), (server, server_reader)) = channel_pair(big, small);
     let (_c, client_rx) = client_reader.spawn_queue(4).unwrap();
     let (_s, _server_rx) = server_reader.spawn_queue(4).unwrap();

@@ -366,7 +366,7 @@ fn a_dp_that_stops_reading_does_not_delay_the_others() {
     // is sent waits in socket buffers it never reads): until one fires it is connected.
     let stuck_timeout = Duration::from_secs(10);
     let cp = builder(&certs)
-        .write_timeout(Some(stuck_timeout))
+        .write_timeout(stuck_timeout)
         .sync_timeout(stuck_timeout)
         .close_timeout(Duration::from_millis(300))
         .start()

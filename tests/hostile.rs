@@ -76,10 +76,7 @@ fn builder(certs: &Shared) -> ControlPlaneBuilder {
         .listen("127.0.0.1:0")
         .identity(certs.identity())
         .node_id("cp-hostile")
-        .http_limits(HttpLimits {
-            head_timeout: HEAD_TIMEOUT,
-            ..HttpLimits::default()
-        })
+        .http_limits(HttpLimits::default().head_timeout(HEAD_TIMEOUT))
         .close_timeout(Duration::from_millis(300))
 }
 
@@ -349,7 +346,7 @@ fn oversize_frames_close_with_1009() {
         tls.clone(),
         NodeIdentity::new("liar", "h", "3.1.0"),
     );
-    opts.connect_timeout = PATIENCE;
+    opts = opts.connect_timeout(PATIENCE);
     let d = dial(&opts, &UpgradeTarget::wrpc()).unwrap();
     let mut s = StreamOwned::new(d.session, d.sock);
     s.sock.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -581,13 +578,10 @@ fn a_peer_that_never_reads_is_dropped_at_its_write_timeout() {
     let _s = serial();
     let certs = Shared::new();
     let cp = builder(&certs)
-        .write_timeout(Some(Duration::from_millis(500)))
+        .write_timeout(Duration::from_millis(500))
         .sync_timeout(Duration::from_secs(30))
         // The flood below is what fills the buffers: let it through unthrottled.
-        .max_request_rate(dpspec::wrpc::RequestRate {
-            per_second: 1_000_000,
-            burst: 1_000_000,
-        })
+        .max_request_rate(dpspec::wrpc::RequestRate::new(1_000_000, 1_000_000))
         .start()
         .unwrap();
     let events = cp.events();
@@ -841,10 +835,7 @@ fn emfile_child() {
     let cp = ControlPlane::builder()
         .listen("127.0.0.1:0")
         .identity(identity)
-        .http_limits(HttpLimits {
-            head_timeout: Duration::from_secs(30),
-            ..HttpLimits::default()
-        })
+        .http_limits(HttpLimits::default().head_timeout(Duration::from_secs(30)))
         .start()
         .unwrap();
     cp.set_config(config(1)).unwrap();

@@ -72,7 +72,7 @@ fn kong_node_id_is_on_the_101_a_400_and_a_404() {
 fn registered_handler_round_trips_with_the_kong_headers() {
     let echo = Arc::new(Echo::default());
     let cp = start(
-        ServerConfig::new(CP_ID).with_handler("/v1/echo", echo.clone()),
+        ServerConfig::new(CP_ID).handler("/v1/echo", echo.clone()),
         None,
     );
     let (head, body) = request(&cp.dial_opts(), "POST", "/v1/echo?q=1", b"hello").unwrap();
@@ -108,7 +108,7 @@ fn request_to_an_unknown_path_gets_404_with_the_cp_id() {
 #[test]
 fn a_panicking_handler_gets_500_and_the_listener_lives_on() {
     let cp = start(
-        ServerConfig::new(CP_ID).with_handler("/boom", Arc::new(Panics)),
+        ServerConfig::new(CP_ID).handler("/boom", Arc::new(Panics)),
         None,
     );
     let (head, _) = request(&cp.dial_opts(), "GET", "/boom", b"").unwrap();
@@ -121,8 +121,8 @@ fn a_panicking_handler_gets_500_and_the_listener_lives_on() {
 #[test]
 fn a_body_over_the_limit_gets_413() {
     let echo = Arc::new(Echo::default());
-    let mut config = ServerConfig::new(CP_ID).with_handler("/v1/echo", echo.clone());
-    config.limits.max_body_bytes = 10;
+    let mut config = ServerConfig::new(CP_ID).handler("/v1/echo", echo.clone());
+    config = config.limits(HttpLimits::default().max_body_bytes(10));
     let cp = start(config, None);
     let (head, _) = request(&cp.dial_opts(), "POST", "/v1/echo", &[b'x'; 11]).unwrap();
     assert_eq!(head.status, 413);
@@ -156,10 +156,7 @@ fn request_prefix() -> Vec<u8> {
 #[test]
 fn a_silent_client_gets_408_after_the_head_timeout() {
     let mut config = ServerConfig::new(CP_ID);
-    config.limits = HttpLimits {
-        head_timeout: Duration::from_millis(300),
-        ..HttpLimits::default()
-    };
+    config = config.limits(HttpLimits::default().head_timeout(Duration::from_millis(300)));
     let cp = start(config, None);
     // Before the connect: the server's deadline starts later than this.
     let start = Instant::now();
@@ -177,7 +174,7 @@ fn a_silent_client_gets_408_after_the_head_timeout() {
 #[test]
 fn a_trickling_client_gets_408_at_the_head_deadline() {
     let mut config = ServerConfig::new(CP_ID);
-    config.limits.head_timeout = Duration::from_millis(300);
+    config = config.limits(HttpLimits::default().head_timeout(Duration::from_millis(300)));
     let cp = start(config, None);
     let start = Instant::now();
     let mut stream = cp.raw_connect();
@@ -264,10 +261,10 @@ fn bind_refuses_a_bad_configuration() {
         ServerConfig::new(""),
         ServerConfig::new("cp\r\nx: y"),
         ServerConfig::new(CP_ID)
-            .with_route("/v1/wrpc", wrpc())
-            .with_handler("/v1/wrpc", Arc::new(Echo::default())),
-        ServerConfig::new(CP_ID).with_handler("no-slash", Arc::new(Echo::default())),
-        ServerConfig::new(CP_ID).with_route("/v1/wrpc?x=1", wrpc()),
+            .route("/v1/wrpc", wrpc())
+            .handler("/v1/wrpc", Arc::new(Echo::default())),
+        ServerConfig::new(CP_ID).handler("no-slash", Arc::new(Echo::default())),
+        ServerConfig::new(CP_ID).route("/v1/wrpc?x=1", wrpc()),
     ] {
         let err = dpspec::http::Listener::bind("127.0.0.1:0", server.clone(), config).unwrap_err();
         assert!(

@@ -97,13 +97,7 @@ fn rate_limited_pair(
     use dpspec::wrpc::{Peer, PeerConfig, RequestRate};
     let cfg = dpspec::channel::ChannelConfig::default();
     let ((cc, cr), (sc, sr)) = support::pair::channel_pair(cfg.clone(), cfg);
-    let limited = PeerConfig {
-        max_request_rate: Some(RequestRate {
-            per_second,
-            burst: 2,
-        }),
-        ..PeerConfig::default()
-    };
+    let limited = PeerConfig::default().max_request_rate(RequestRate::new(per_second, 2));
     let client = Peer::new(
         cc,
         Services::new(),

@@ -449,12 +449,7 @@ fn a_client_hello_trickled_byte_by_byte_is_dropped_at_the_deadline() {
     // Ten head timeouts' worth of bytes: far past the deadline, well short of a hello.
     let budget = 50;
     let a = arena(
-        |b| {
-            b.http_limits(HttpLimits {
-                head_timeout,
-                ..HttpLimits::default()
-            })
-        },
+        |b| b.http_limits(HttpLimits::default().head_timeout(head_timeout)),
         NewOptions::default(),
     );
     let addr = a.cp.local_addr();
@@ -505,7 +500,7 @@ fn a_client_hello_trickled_byte_by_byte_is_dropped_at_the_deadline() {
     });
     let node = NodeIdentity::new("trickled-dp", "h", "3.1.0");
     let mut opts = DialOptions::new("127.0.0.1", fake_addr.port(), a.tls.clone(), node);
-    opts.connect_timeout = head_timeout;
+    opts = opts.connect_timeout(head_timeout);
     let err = dial(&opts, &UpgradeTarget::wrpc()).expect_err("the handshake cannot complete");
     let t = fake.join().unwrap();
     assert!(is_timeout(&err), "not a timeout: {err:?}");
@@ -522,7 +517,7 @@ fn an_overflowing_outbox_drops_exactly_that_connection() {
         // A write timeout far beyond the test: only the overflow can drop the flooder.
         |b| {
             b.max_message_size(MAX)
-                .write_timeout(Some(Duration::from_secs(60)))
+                .write_timeout(Duration::from_secs(60))
         },
         NewOptions {
             outbox_limit: Some(MAX + 16 * 1024),
@@ -565,17 +560,14 @@ fn a_message_not_written_within_the_write_timeout_drops_the_connection() {
     const MAX: usize = 16 * 1024 * 1024;
     let a = arena(
         |b| {
-            b.write_timeout(Some(Duration::from_secs(1)))
+            b.write_timeout(Duration::from_secs(1))
                 .max_message_size(MAX)
                 .sync_timeout(Duration::from_secs(60))
         },
         NewOptions::default(),
     );
     let addr = a.cp.local_addr();
-    let cfg = ChannelConfig {
-        max_message_size: MAX,
-        ..ChannelConfig::default()
-    };
+    let cfg = ChannelConfig::default().max_message_size(MAX);
     let good = Dp::connect_with(addr, &a.tls, "good", "3.1.0", &a.pool, cfg).unwrap();
     good.negotiate();
     good.report(&[]).unwrap();

@@ -104,7 +104,7 @@ fn json_dp_applies_the_cps_config(cp: &ControlPlane, builder: DataPlaneBuilder) 
     let dp = builder.start().unwrap();
 
     let (_, before) = wait_for(
-        dp.events(),
+        &dp.events(),
         "the DP applying the config",
         |e| matches!(e, DpEvent::ConfigApplied { hash: h, from_cache: false, .. } if *h == hash),
     );
@@ -227,7 +227,7 @@ fn auto_lands_on_json_when_the_cp_has_wrpc_off_and_on_wrpc_by_default() {
         let dp = shared_dp(&cp, &pem, &format!("auto-{wrpc}"), ProtocolChoice::Auto)
             .start()
             .unwrap();
-        let (connected, _) = wait_for(dp.events(), "the DP connecting", |e| {
+        let (connected, _) = wait_for(&dp.events(), "the DP connecting", |e| {
             matches!(e, DpEvent::Connected { .. })
         });
         assert!(
@@ -235,7 +235,7 @@ fn auto_lands_on_json_when_the_cp_has_wrpc_off_and_on_wrpc_by_default() {
             "wrpc {wrpc}: {connected:?}"
         );
         let (applied, _) = wait_for(
-            dp.events(),
+            &dp.events(),
             "the DP applying the config",
             |e| matches!(e, DpEvent::ConfigApplied { hash: h, .. } if *h == hash),
         );

@@ -231,7 +231,7 @@ proptest! {
         data in prop::collection::vec(any::<u8>(), 0..600),
         sizes in prop::collection::vec(1usize..64, 0..4),
     ) {
-        let limits = HttpLimits { max_head_bytes: 256, max_headers: 8, ..HttpLimits::default() };
+        let limits = HttpLimits::default().max_head_bytes(256).max_headers(8);
         for result in [
             read_request_head(&mut Cursor::new(&data), &limits),
             read_request_head(&mut Split::new(&data, sizes.clone()), &limits),

@@ -72,8 +72,8 @@ impl UpgradeHandler for CountUpgrades {
 fn counting_cp(tls: ServerTls) -> (Listener, Arc<Counter>) {
     let counter = Arc::new(Counter::default());
     let config = ServerConfig::new("cp-sec")
-        .with_handler("/v1/probe", Arc::new(CountHttp(counter.clone())))
-        .with_route(
+        .handler("/v1/probe", Arc::new(CountHttp(counter.clone())))
+        .route(
             WRPC_PATH,
             upgrade::route(Endpoint::wrpc(), Arc::new(CountUpgrades(counter.clone()))),
         );
@@ -83,7 +83,7 @@ fn counting_cp(tls: ServerTls) -> (Listener, Arc<Counter>) {
 
 fn opts(port: u16, tls: ClientTls) -> DialOptions {
     let mut o = DialOptions::new("127.0.0.1", port, tls, dp_node());
-    o.connect_timeout = PATIENCE;
+    o = o.connect_timeout(PATIENCE);
     o
 }
 
@@ -239,7 +239,9 @@ fn server_handshake_refuses_tls_1_1_with_a_protocol_version_error() {
 fn dial_refused(leaf: &Pem, trust: TrustMode, server_name: Option<&str>) -> TlsError {
     let (cp, counter) = counting_cp(ServerTls::new(identity(leaf), ClientAuth::None).unwrap());
     let mut o = opts(cp.local_addr().port(), ClientTls::new(trust, None).unwrap());
-    o.server_name = server_name.map(str::to_string);
+    if let Some(name) = server_name {
+        o = o.server_name(name);
+    }
     let err = tls_error(dial(&o, &UpgradeTarget::wrpc()).unwrap_err());
     assert_eq!(
         counter.total(),
@@ -463,7 +465,7 @@ fn verification_opt_out_warns_on_every_connection() {
     let client = ClientTls::new(TrustMode::DangerousNoVerification, None).unwrap();
     for n in 1..=2 {
         let mut o = opts(cp.local_addr().port(), client.clone());
-        o.server_name = Some(name.to_string());
+        o = o.server_name(name.to_string());
         dial(&o, &UpgradeTarget::wrpc()).unwrap();
         let warnings = logs::lines_with(&needle);
         assert_eq!(warnings.len(), n, "{warnings:?}");

@@ -238,7 +238,7 @@ fn dial_through_a_connect_proxy() {
     let cp = start_default();
     let (proxy_addr, lines, proxy) = one_shot_proxy();
     let mut opts = cp.dial_opts();
-    opts.proxy = Some(dpspec::proxy::ProxyUrl::new("127.0.0.1", proxy_addr.port()));
+    opts = opts.proxy(dpspec::proxy::ProxyUrl::new("127.0.0.1", proxy_addr.port()));
     let dialed = dial(&opts, &UpgradeTarget::wrpc()).unwrap();
     assert_eq!(dialed.response.header_str("kong-node-id"), Some(CP_ID));
     assert_eq!(

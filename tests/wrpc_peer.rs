@@ -336,10 +336,7 @@ fn text_frame_gets_close_1003() {
 
 #[test]
 fn big_call_does_not_hold_up_small_ones() {
-    let cfg = ChannelConfig {
-        max_message_size: 8 << 20,
-        ..ChannelConfig::default()
-    };
+    let cfg = ChannelConfig::default().max_message_size(8 << 20);
     let server = echo_services();
     let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(1);
     let release_rx = Arc::new(std::sync::Mutex::new(release_rx));

@@ -289,18 +289,16 @@ fn dial_channel(
 ) -> Result<(Channel, dpspec::channel::Reader), String> {
     let node = NodeIdentity::new(dpspec::random::uuid_v4(), format!("dp-{i}"), version);
     let mut opts = DialOptions::new(host, port, tls.clone(), node);
-    opts.connect_timeout = Duration::from_secs(30);
+    opts = opts.connect_timeout(Duration::from_secs(30));
     let dialed = dial(&opts, target).map_err(|e| e.to_string())?;
     Channel::new(
         dialed.session,
         dialed.sock,
         dialed.leftover,
         Role::Client,
-        ChannelConfig {
-            max_message_size: 16 * 1024 * 1024,
-            label: format!("dp-{i}"),
-            ..ChannelConfig::default()
-        },
+        ChannelConfig::default()
+            .max_message_size(16 * 1024 * 1024)
+            .label(format!("dp-{i}")),
     )
     .map_err(|e| e.to_string())
 }

@@ -38,11 +38,7 @@ fuzz_target!(|input: &[u8]| {
         return;
     };
     let limits = if ctl & 0x80 != 0 {
-        HttpLimits {
-            max_head_bytes: 512,
-            max_headers: 8,
-            ..HttpLimits::default()
-        }
+        HttpLimits::default().max_head_bytes(512).max_headers(8)
     } else {
         HttpLimits::default()
     };

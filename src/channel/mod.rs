@@ -51,31 +51,18 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 /// message of the largest size can wait behind another.
 pub const DEFAULT_OUTBOX_LIMIT: usize = 2 * DEFAULT_MAX_MESSAGE_SIZE;
 
-/// Settings of one channel.
+/// Settings of one channel: start from [`ChannelConfig::default`] and change what you
+/// need with the by-value setters, each of which documents its default.
 #[derive(Debug, Clone)]
 pub struct ChannelConfig {
-    /// Largest message sent or accepted, in bytes. Default 4 MiB, Kong's
-    /// `cluster_max_payload`; a bigger message is refused before sending and closes the
-    /// connection with 1009 on receipt.
-    pub max_message_size: usize,
-    /// The most bytes that may wait to be written to the peer (queued frames and sealed
-    /// records together). Default [`DEFAULT_OUTBOX_LIMIT`] (8 MiB); never less than one
-    /// message of `max_message_size`. A send that would pass it drops the connection as
-    /// not reading. A body shared by many connections counts for each of them but is held
-    /// once.
-    pub outbox_limit: usize,
-    /// How long a message may take to be wholly written, from the moment it is queued.
-    /// Default 10 s. Past it the peer is not reading and the connection is dropped.
-    /// `None`: no limit (the outbox limit still applies).
-    pub write_timeout: Option<Duration>,
-    /// How long to wait for the peer's close frame after sending ours. Default 5 s.
-    pub close_timeout: Duration,
-    /// A label for logs and thread names, usually the peer's address.
-    pub label: String,
-    /// Whether a message may come in several frames (RFC 6455 fragmentation). Default
-    /// true. Kong's `/v1/outlet` nodes take a non-final frame as fatal, so the JSON
-    /// control plane sets false: a fragmented message closes the connection with 1008.
-    pub fragments: bool,
+    pub(crate) max_message_size: usize,
+    pub(crate) outbox_limit: usize,
+    /// Always `Some` through the public API; `None` is kept for the crate's own tests of
+    /// a connection without a deadline.
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) close_timeout: Duration,
+    pub(crate) label: String,
+    pub(crate) fragments: bool,
 }
 
 impl Default for ChannelConfig {
@@ -92,8 +79,54 @@ impl Default for ChannelConfig {
 }
 
 impl ChannelConfig {
+    /// Largest message sent or accepted, in bytes. Default 4 MiB
+    /// ([`DEFAULT_MAX_MESSAGE_SIZE`], Kong's `cluster_max_payload`); a bigger message is
+    /// refused before sending and closes the connection with 1009 on receipt.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// The most bytes that may wait to be written to the peer (queued frames and sealed
+    /// records together). Default [`DEFAULT_OUTBOX_LIMIT`] (8 MiB); never less than one
+    /// message of the largest size. A send that would pass it drops the connection as not
+    /// reading. A body shared by many connections counts for each of them but is held
+    /// once.
+    pub fn outbox_limit(mut self, bytes: usize) -> Self {
+        self.outbox_limit = bytes;
+        self
+    }
+
+    /// How long a message may take to be wholly written, from the moment it is queued.
+    /// Default 10 s (a zero is taken as 1 ms). Past it the peer is not reading and the
+    /// connection is dropped: no send can wait forever on a peer.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = Some(timeout.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// How long to wait for the peer's close frame after sending ours. Default 5 s.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// A label for logs and thread names, usually the peer's address. Default `peer`.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    /// Whether a message may come in several frames (RFC 6455 fragmentation). Default
+    /// true. Kong's `/v1/outlet` nodes take a non-final frame as fatal, so the JSON
+    /// control plane sets false: a fragmented message closes the connection with 1008.
+    pub fn fragments(mut self, allowed: bool) -> Self {
+        self.fragments = allowed;
+        self
+    }
+
     /// The outbox limit in force: the configured one, raised to hold one whole message.
-    pub fn effective_outbox_limit(&self) -> usize {
+    pub(crate) fn effective_outbox_limit(&self) -> usize {
         self.outbox_limit
             .max(self.max_message_size + MAX_HEADER_LEN + 1024)
     }
@@ -101,6 +134,7 @@ impl ChannelConfig {
 
 /// How and why a channel ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Ended {
     /// This end sent a close frame with this code and reason.
     ClosedByUs {
@@ -153,11 +187,22 @@ pub enum Pong {
 
 /// What a [`MessageSink`] returns to have the connection closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CloseRequest {
     /// The close code to send.
     pub code: u16,
     /// The reason to send (cut to 123 bytes).
     pub reason: String,
+}
+
+impl CloseRequest {
+    /// Close with `code` and `reason` (cut to 123 bytes when sent).
+    pub fn new(code: u16, reason: impl Into<String>) -> CloseRequest {
+        CloseRequest {
+            code,
+            reason: reason.into(),
+        }
+    }
 }
 
 /// Errors of the channel.

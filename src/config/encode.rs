@@ -22,6 +22,7 @@ pub fn gzip(json: &[u8]) -> Vec<u8> {
 /// A config encoded once for sending: the control plane sends the same bytes and hashes
 /// to every data plane (cloning is cheap: the bytes are shared).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EncodedConfig {
     /// The gzip of the config's compact JSON: SyncConfig's `config` field.
     pub gzipped: Arc<[u8]>,

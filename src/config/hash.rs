@@ -30,6 +30,7 @@ const BUFFER_LIMIT: usize = 1_000_000;
 
 /// The hashes of a config, as SyncConfig carries them: 32 lowercase hex chars each.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Hashes {
     /// The whole config: MD5 of the five part hashes and the hash of the rest.
     pub config: String,

@@ -23,10 +23,7 @@ pub use codec::DEFAULT_MAX_INFLATED;
 #[cfg(feature = "dp")]
 internal_use!(codec::{decode, inflate, parse_object});
 #[cfg(feature = "cp")]
-#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
-pub use encode::EncodedConfig;
-#[cfg(feature = "cp")]
-internal_use!(encode::gzip);
+internal_use!(encode::{gzip, EncodedConfig});
 internal_use!(hash::hash_value);
 pub use hash::{config_hashes, Hashes, EMPTY_HASH};
 

@@ -39,7 +39,7 @@ pub struct ControlPlaneBuilder {
     pub(crate) push_threads: usize,
     pub(crate) http_limits: HttpLimits,
     pub(crate) http_handlers: Vec<(String, Arc<dyn HttpHandler>)>,
-    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) write_timeout: Duration,
     pub(crate) close_timeout: Duration,
     pub(crate) sync_timeout: Duration,
     pub(crate) event_capacity: usize,
@@ -56,10 +56,7 @@ pub struct ControlPlaneBuilder {
 /// The default request rate per data plane connection: 200 per second, bursts of 400.
 /// Kong's data planes make a few requests when they connect and one PingCP every 30 s,
 /// so only a flooding peer ever meets it.
-pub const DEFAULT_MAX_REQUEST_RATE: RequestRate = RequestRate {
-    per_second: 200,
-    burst: 400,
-};
+pub const DEFAULT_MAX_REQUEST_RATE: RequestRate = RequestRate::new(200, 400);
 
 impl std::fmt::Debug for ControlPlaneBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -90,7 +87,7 @@ impl Default for ControlPlaneBuilder {
             push_threads: 4,
             http_limits: HttpLimits::default(),
             http_handlers: Vec::new(),
-            write_timeout: Some(Duration::from_secs(10)),
+            write_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
             sync_timeout: DEFAULT_CALL_TIMEOUT,
             event_capacity: DEFAULT_EVENT_CAPACITY,
@@ -143,15 +140,15 @@ impl ControlPlaneBuilder {
 
     /// The services offered, each with its versions in preference order. Default
     /// `config` in `v1`, what Kong offers.
-    pub fn services(mut self, offered: Vec<OfferedService>) -> Self {
+    pub fn offered_services(mut self, offered: Vec<OfferedService>) -> Self {
         self.offered = offered;
         self
     }
 
     /// The Kong version this control plane speaks for: the version gate of both protocols
     /// compares data planes with it (same major, minor not newer), and wRPC negotiation
-    /// announces it. Default `3.9.3` (, Kong's newest release),
-    /// so data planes of every 3.x minor up to 3.9 pass, wRPC's 3.0 and 3.1 included.
+    /// announces it. Default `3.9.3`, Kong's newest release, so
+    /// data planes of every 3.x minor up to 3.9 pass, wRPC's 3.0 and 3.1 included.
     /// Set `2.8.x` to serve Kong 2.x data planes instead.
     pub fn kong_version(mut self, version: impl Into<String>) -> Self {
         self.kong_version = version.into();
@@ -265,9 +262,9 @@ impl ControlPlaneBuilder {
 
     /// How long a message to a data plane may take to be wholly written, from the moment
     /// it is queued; past it the data plane is not reading and is disconnected (event
-    /// [`CpEvent::DpDisconnected`](super::CpEvent::DpDisconnected) says so). Default 10 s.
-    /// `None`: no time limit (the outbox limit still applies).
-    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+    /// [`CpEvent::DpDisconnected`](super::CpEvent::DpDisconnected) says so). Default 10 s;
+    /// must be above 0.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = timeout;
         self
     }

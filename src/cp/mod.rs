@@ -156,7 +156,7 @@ impl ControlPlane {
             channel: ChannelConfig {
                 max_message_size: b.max_message_size,
                 outbox_limit: b.outbox_limit.unwrap_or(2 * b.max_message_size),
-                write_timeout: b.write_timeout,
+                write_timeout: Some(b.write_timeout),
                 close_timeout: b.close_timeout,
                 label: String::new(),
                 ..ChannelConfig::default()
@@ -164,7 +164,7 @@ impl ControlPlane {
             json_channel: ChannelConfig {
                 max_message_size: b.json_max_message_size,
                 outbox_limit: b.outbox_limit.unwrap_or(2 * b.json_max_message_size),
-                write_timeout: b.write_timeout,
+                write_timeout: Some(b.write_timeout),
                 close_timeout: b.close_timeout,
                 label: String::new(),
                 // Kong's nodes take every message as one frame.
@@ -189,20 +189,20 @@ impl ControlPlane {
             stopping: AtomicBool::new(false),
         });
         *lock(&shared.timer) = Some(Timer::start("cp-timer")?);
-        let mut config = ServerConfig::new(node_id);
-        config.limits = b.http_limits;
+        let mut config = ServerConfig::new(node_id)
+            .limits(b.http_limits)
+            .write_timeout(b.write_timeout)
+            .max_handshakes(b.max_handshakes);
         for (path, handler) in b.http_handlers {
-            config = config.with_handler(path, handler);
+            config = config.handler(path, handler);
         }
-        config.write_timeout = b.write_timeout;
-        config.max_handshakes = b.max_handshakes;
         if b.wrpc {
             let handler = Arc::new(session::Handler::new(&shared, wrpc::run));
-            config = config.with_route(WRPC_PATH, upgrade::route(Endpoint::wrpc(), handler));
+            config = config.route(WRPC_PATH, upgrade::route(Endpoint::wrpc(), handler));
         }
         if b.json {
             let handler = Arc::new(session::Handler::new(&shared, json::run));
-            config = config.with_route(OUTLET_PATH, upgrade::route(Endpoint::outlet(), handler));
+            config = config.route(OUTLET_PATH, upgrade::route(Endpoint::outlet(), handler));
         }
         let listener = match Listener::bind(b.listen.as_str(), tls, config) {
             Ok(l) => l,

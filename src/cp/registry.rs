@@ -55,6 +55,7 @@ pub struct NodeInfo {
 
 /// One config push to a data plane.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct PushRecord {
     /// The config version pushed.
     pub version: u64,

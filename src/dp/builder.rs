@@ -80,6 +80,8 @@ pub struct DataPlaneBuilder {
     pub(crate) max_inflated_size: usize,
     pub(crate) connect_timeout: Duration,
     pub(crate) call_timeout: Duration,
+    pub(crate) write_timeout: Duration,
+    pub(crate) close_timeout: Duration,
     pub(crate) workers: usize,
     pub(crate) handler: Option<Arc<dyn ConfigHandler>>,
 }
@@ -107,6 +109,8 @@ impl DataPlaneBuilder {
             max_inflated_size: DEFAULT_MAX_INFLATED,
             connect_timeout: crate::tcp::DEFAULT_CONNECT_TIMEOUT,
             call_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
             workers: 2,
             handler: None,
         }
@@ -268,6 +272,20 @@ impl DataPlaneBuilder {
         self
     }
 
+    /// How long a message to the CP may take to be wholly written, from the moment it is
+    /// queued; past it the CP is not reading and the connection is dropped (and
+    /// reconnected). Default 10 s, as the control plane's.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// How long closing the connection waits for the CP's close frame. Default 5 s.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
     /// Worker threads for handlers. Default 2.
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers;
@@ -296,6 +314,11 @@ impl DataPlaneBuilder {
         if self.ping_interval.is_zero() {
             return Err(Error::InvalidInput(
                 "the ping interval must be above 0".into(),
+            ));
+        }
+        if self.write_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::InvalidInput(
+                "the write and connect timeouts must be above 0".into(),
             ));
         }
         if self.liveness_timeout.is_zero() {

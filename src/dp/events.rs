@@ -5,6 +5,7 @@ use crate::Protocol;
 
 /// A snapshot of the data plane's state, from [`DataPlane::status`](super::DataPlane::status).
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct Status {
     /// A connection to the CP is up (upgraded; negotiation may still be running).
     pub connected: bool,

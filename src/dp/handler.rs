@@ -9,6 +9,7 @@ pub use crate::services::config::SyncConfigError;
 /// A config handed to the [`ConfigHandler`]: the same shape whichever protocol brought
 /// it (wRPC's SyncConfig or the JSON protocol's `reconfigure`).
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct ConfigUpdate<'a> {
     /// The declarative config, parsed.
     pub config: &'a Map<String, Value>,

@@ -86,6 +86,8 @@ pub(crate) struct Settings {
     json_max_frame: usize,
     connect_timeout: Duration,
     call_timeout: Duration,
+    write_timeout: Duration,
+    close_timeout: Duration,
 }
 
 /// State shared by the handle, the supervisor thread and the handlers.
@@ -175,6 +177,8 @@ impl DataPlane {
             json_max_frame: b.json_max_frame,
             connect_timeout: b.connect_timeout,
             call_timeout: b.call_timeout,
+            write_timeout: b.write_timeout,
+            close_timeout: b.close_timeout,
         };
         let handler = b
             .handler
@@ -225,10 +229,11 @@ impl DataPlane {
         status
     }
 
-    /// The event stream (one receiver shared by all callers; events are dropped when 1024
-    /// are waiting).
-    pub fn events(&self) -> &Receiver<DpEvent> {
-        &self.events
+    /// The event stream. Every receiver shares one bounded queue (each event goes to one
+    /// of them); when 1024 are waiting and nobody reads, new events are dropped rather
+    /// than kept.
+    pub fn events(&self) -> Receiver<DpEvent> {
+        self.events.clone()
     }
 
     /// This node's id.

@@ -78,11 +78,11 @@ pub(crate) fn run(shared: &Arc<Shared>, shutdown: &Receiver<()>) -> SessionEnd {
         .response
         .header_str(http::HEADER_NODE_ID)
         .map(str::to_string);
-    let cfg = ChannelConfig {
-        max_message_size,
-        label: format!("cp-{}:{}", s.host, s.port),
-        ..ChannelConfig::default()
-    };
+    let cfg = ChannelConfig::default()
+        .max_message_size(max_message_size)
+        .write_timeout(s.write_timeout)
+        .close_timeout(s.close_timeout)
+        .label(format!("cp-{}:{}", s.host, s.port));
     let (channel, reader) = match Channel::new(
         dialed.session,
         dialed.sock,
@@ -122,10 +122,11 @@ fn dial_options(shared: &Shared) -> DialOptions {
         s.port,
         s.tls.clone(),
         NodeIdentity::new(&s.node_id, &s.hostname, &s.version),
-    );
+    )
+    .connect_timeout(s.connect_timeout)
+    .write_timeout(s.write_timeout);
     opts.server_name = s.server_name.clone();
     opts.proxy = s.proxy.clone();
-    opts.connect_timeout = s.connect_timeout;
     opts
 }
 

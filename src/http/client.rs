@@ -17,35 +17,25 @@ use crate::tcp;
 use crate::tls::{self, ClientTls, TlsError};
 use crate::Error;
 
-/// Where and how a DP connects to its CP.
+/// Where and how a DP connects to its CP: [`DialOptions::new`] with what has no default,
+/// then the by-value setters, each of which documents its default.
 #[derive(Debug, Clone)]
 pub struct DialOptions {
-    /// The CP's host name or IP address (IPv6 without brackets).
-    pub host: String,
-    /// The CP's port (Kong's cluster port is 8005).
-    pub port: u16,
-    /// The name for SNI and certificate verification. Default `None`: the TLS
-    /// configuration's default (`kong_clustering` in shared mode, as Kong), else `host`.
-    pub server_name: Option<String>,
-    /// The TLS configuration.
-    pub tls: ClientTls,
-    /// An HTTP CONNECT proxy to tunnel through. Default none.
-    pub proxy: Option<ProxyUrl>,
-    /// The time allowed to connect: TCP, the proxy tunnel, the TLS handshake and (for
-    /// [`crate::upgrade::dial`]) the upgrade together. Default 5 s, Kong's.
-    pub connect_timeout: Duration,
-    /// Who this DP is: sent in the `kong-*` headers (and in an upgrade's query).
-    pub node: NodeIdentity,
-    /// Limits on the CP's responses. For a plain request, `head_timeout` is the time the CP
-    /// has to answer, body included.
-    pub limits: HttpLimits,
-    /// The write timeout left on the socket of an upgraded connection
-    /// ([`crate::upgrade::Dialed`]). Default 10 s. `None`: no timeout.
-    pub write_timeout: Option<Duration>,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) server_name: Option<String>,
+    pub(crate) tls: ClientTls,
+    pub(crate) proxy: Option<ProxyUrl>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) node: NodeIdentity,
+    pub(crate) limits: HttpLimits,
+    pub(crate) write_timeout: Duration,
 }
 
 impl DialOptions {
-    /// Options for `host:port` with `tls` as `node`, and the defaults.
+    /// Options for the CP at `host` (a host name or IP address, IPv6 without brackets)
+    /// and `port` (Kong's cluster port is 8005), over `tls`, as `node` (sent in the
+    /// `kong-*` headers and in an upgrade's query), with the defaults.
     pub fn new(host: impl Into<String>, port: u16, tls: ClientTls, node: NodeIdentity) -> Self {
         DialOptions {
             host: host.into(),
@@ -56,16 +46,57 @@ impl DialOptions {
             connect_timeout: tcp::DEFAULT_CONNECT_TIMEOUT,
             node,
             limits: HttpLimits::default(),
-            write_timeout: Some(Duration::from_secs(10)),
+            write_timeout: Duration::from_secs(10),
         }
     }
 
-    /// The server name used for SNI and verification.
-    pub fn effective_server_name(&self) -> &str {
-        self.server_name
-            .as_deref()
-            .or(self.tls.default_server_name())
-            .unwrap_or(&self.host)
+    /// The name for SNI and certificate verification. Default: the TLS configuration's
+    /// (`kong_clustering` in shared mode, as Kong), else the host.
+    pub fn server_name(mut self, name: impl Into<String>) -> Self {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    /// An HTTP CONNECT proxy to tunnel through. Default none.
+    pub fn proxy(mut self, proxy: ProxyUrl) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
+    /// The time allowed to connect: TCP, the proxy tunnel, the TLS handshake and the
+    /// upgrade together. Default 5 s, Kong's.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Limits on the CP's responses. For a plain request, `head_timeout` is the time the
+    /// CP has to answer, body included. Default [`HttpLimits::default`].
+    pub fn limits(mut self, limits: HttpLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The write timeout left on the socket of an upgraded connection
+    /// ([`crate::upgrade::Dialed`]). Default 10 s.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Who this DP says it is.
+    pub fn node(&self) -> &NodeIdentity {
+        &self.node
+    }
+
+    internal_fn! {
+        /// The server name used for SNI and verification.
+        fn effective_server_name(&self) -> &str {
+            self.server_name
+                .as_deref()
+                .or(self.tls.default_server_name())
+                .unwrap_or(&self.host)
+        }
     }
 }
 

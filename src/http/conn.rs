@@ -89,7 +89,7 @@ pub(super) fn serve(
     inner.handshake_done(&mut inner.conns(), id);
     let path = head.path();
     let with_body = head.method != "HEAD";
-    match cfg.route(path) {
+    match cfg.route_for(path) {
         Some(Route(RouteKind::Switch(handler))) => {
             serve_switch(inner, id, stream, head, leftover, peer, handler.as_ref())
         }
@@ -174,7 +174,7 @@ fn serve_switch(
     drain_plaintext(&mut conn, &mut leftover);
     if let Err(e) = sock
         .set_read_timeout(None)
-        .and_then(|()| sock.set_write_timeout(cfg.write_timeout))
+        .and_then(|()| sock.set_write_timeout(Some(cfg.write_timeout)))
     {
         log::info!("connection from {peer} failed: {e}");
         return;
@@ -270,7 +270,7 @@ fn send_response(inner: &Inner, stream: Stream, resp: &Response, with_body: bool
 }
 
 fn write_deadline(cfg: &ServerConfig) -> Instant {
-    Instant::now() + cfg.write_timeout.unwrap_or(Duration::from_secs(10))
+    Instant::now() + cfg.write_timeout
 }
 
 /// The most bytes read and thrown away while closing.

@@ -8,23 +8,17 @@ use std::fmt;
 use std::io::{self, Read};
 use std::time::Duration;
 
-/// Limits on what a peer may send in one HTTP head and body.
+/// Limits on what a peer may send in one HTTP head and body: start from
+/// [`HttpLimits::default`] and change what you need with the by-value setters.
 ///
 /// They bound the memory and time a slow or hostile peer can cost. The defaults suit the
 /// small heads of the DP-spec (an upgrade request is well under 1 KiB).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
-    /// The largest head accepted, request line (or status line) and headers together,
-    /// in bytes. Default 16 KiB. A larger request head is answered `431`.
-    pub max_head_bytes: usize,
-    /// The most header lines accepted in one head. Default 64. More is answered `431`.
-    pub max_headers: usize,
-    /// How long the peer has to deliver a whole head. Default 10 s. A request head that
-    /// takes longer is answered `408` and the connection closed.
-    pub head_timeout: Duration,
-    /// The largest body read for a plain (non-upgrade) request or response, in bytes.
-    /// Default 1 MiB. A larger request body is answered `413`.
-    pub max_body_bytes: usize,
+    pub(crate) max_head_bytes: usize,
+    pub(crate) max_headers: usize,
+    pub(crate) head_timeout: Duration,
+    pub(crate) max_body_bytes: usize,
 }
 
 impl Default for HttpLimits {
@@ -35,6 +29,35 @@ impl Default for HttpLimits {
             head_timeout: Duration::from_secs(10),
             max_body_bytes: 1024 * 1024,
         }
+    }
+}
+
+impl HttpLimits {
+    /// The largest head accepted, request line (or status line) and headers together,
+    /// in bytes. Default 16 KiB. A larger request head is answered `431`.
+    pub fn max_head_bytes(mut self, bytes: usize) -> Self {
+        self.max_head_bytes = bytes;
+        self
+    }
+
+    /// The most header lines accepted in one head. Default 64. More is answered `431`.
+    pub fn max_headers(mut self, n: usize) -> Self {
+        self.max_headers = n;
+        self
+    }
+
+    /// How long the peer has to deliver a whole head. Default 10 s. A request head that
+    /// takes longer is answered `408` and the connection closed.
+    pub fn head_timeout(mut self, timeout: Duration) -> Self {
+        self.head_timeout = timeout;
+        self
+    }
+
+    /// The largest body read for a plain (non-upgrade) request or response, in bytes.
+    /// Default 1 MiB. A larger request body is answered `413`.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
     }
 }
 
@@ -130,6 +153,7 @@ fn find<'a>(headers: &'a Headers, name: &str) -> Option<&'a [u8]> {
 #[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 /// A parsed HTTP/1.x request head. Only with the `cp` feature.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RequestHead {
     /// The method, as sent (`GET`, `HEAD`, ...).
     pub method: String,
@@ -198,6 +222,7 @@ impl RequestHead {
 #[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
 /// A parsed HTTP/1.x response head. Only with the `dp` feature.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ResponseHead {
     /// The status code.
     pub status: u16,

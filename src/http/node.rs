@@ -18,6 +18,7 @@ pub const HEADER_HOSTNAME: &str = "kong-hostname";
 
 /// Who a node is: what the DP sends in its requests and upgrades.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct NodeIdentity {
     /// The node id (Kong uses a UUID). Required.
     pub node_id: String,

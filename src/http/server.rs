@@ -27,6 +27,7 @@ use super::HEADER_NODE_ID;
 
 /// A plain (non-upgrade) HTTP request, as given to an [`HttpHandler`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Request {
     /// The request head.
     pub head: RequestHead,
@@ -44,6 +45,7 @@ pub struct Request {
 /// The server adds `kong-node-id`, `Content-Length` and `Connection: close`; headers of
 /// those names set here are ignored, as are headers that are not valid HTTP.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Response {
     /// The status code.
     pub status: u16,
@@ -173,32 +175,16 @@ pub struct Switched {
     pub head: RequestHead,
 }
 
-/// How the listener serves.
+/// How the listener serves: [`ServerConfig::new`] with the CP's node id, then the
+/// by-value setters, each of which documents its default.
 #[derive(Clone)]
 pub struct ServerConfig {
-    /// This CP's node id, sent as `kong-node-id` on every response. Required: must be a
-    /// non-empty valid header value.
-    pub node_id: String,
-    /// Limits on each request. Default: [`HttpLimits::default`].
-    pub limits: HttpLimits,
-    /// What is served, by exact path (no query): plain handlers and protocol switches.
-    /// Any other path is answered `404`. Default none: add them with
-    /// [`ServerConfig::with_handler`] and [`ServerConfig::with_route`].
-    pub routes: Vec<(String, Route)>,
-    /// How long writing a response may take, and the write timeout left on the socket
-    /// of a switched (upgraded) connection, so a DP that stops reading cannot block a writer
-    /// forever. Default 10 s. `None`: no timeout on the upgraded socket (responses still
-    /// get 10 s).
-    pub write_timeout: Option<Duration>,
-    /// The stack size of each connection thread, which also runs an upgraded connection's
-    /// handler. Default 256 KiB.
-    pub conn_stack_size: usize,
-    /// The most connections between accept and a served request (TLS handshake and HTTP
-    /// head, which share one deadline: [`HttpLimits::head_timeout`] from the accept).
-    /// Default [`DEFAULT_MAX_HANDSHAKES`]. Past it the listener stops accepting until one
-    /// finishes, and new connections wait in the kernel's listen backlog
-    /// (4096), so a storm of reconnecting DPs all get in, in turn.
-    pub max_handshakes: usize,
+    pub(crate) node_id: String,
+    pub(crate) limits: HttpLimits,
+    pub(crate) routes: Vec<(String, Route)>,
+    pub(crate) write_timeout: Duration,
+    pub(crate) conn_stack_size: usize,
+    pub(crate) max_handshakes: usize,
 }
 
 /// The default cap on connections in the TLS handshake or HTTP head phase at once: the
@@ -209,31 +195,64 @@ pub const DEFAULT_MAX_HANDSHAKES: usize = 512;
 pub const LISTEN_BACKLOG: i32 = 4096;
 
 impl ServerConfig {
-    /// A configuration with `node_id` and the defaults.
+    /// A configuration for the CP node `node_id`, sent as `kong-node-id` on every
+    /// response (it must be a non-empty valid header value), serving nothing yet.
     pub fn new(node_id: impl Into<String>) -> ServerConfig {
         ServerConfig {
             node_id: node_id.into(),
             limits: HttpLimits::default(),
             routes: Vec::new(),
-            write_timeout: Some(Duration::from_secs(10)),
+            write_timeout: Duration::from_secs(10),
             conn_stack_size: 256 * 1024,
             max_handshakes: DEFAULT_MAX_HANDSHAKES,
         }
     }
 
-    /// Adds a plain HTTP endpoint at `path`.
-    pub fn with_handler(self, path: impl Into<String>, handler: Arc<dyn HttpHandler>) -> Self {
-        self.with_route(path, Route::plain(handler))
+    /// Limits on each request. Default: [`HttpLimits::default`].
+    pub fn limits(mut self, limits: HttpLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
-    /// Serves `route` at `path` (an exact path, no query).
-    pub fn with_route(mut self, path: impl Into<String>, route: Route) -> Self {
+    /// Serves a plain HTTP endpoint at `path` (an exact path, no query).
+    pub fn handler(self, path: impl Into<String>, handler: Arc<dyn HttpHandler>) -> Self {
+        self.route(path, Route::plain(handler))
+    }
+
+    /// Serves `route` at `path` (an exact path, no query). Any path without a route is
+    /// answered `404`; two routes on one path are refused when the listener binds.
+    pub fn route(mut self, path: impl Into<String>, route: Route) -> Self {
         self.routes.push((path.into(), route));
         self
     }
 
+    /// How long writing a response may take, and the write timeout left on the socket of
+    /// a switched (upgraded) connection, so a DP that stops reading cannot block a
+    /// writer. Default 10 s; must be above 0.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// The stack size of each connection thread, which also runs an upgraded
+    /// connection's handler. Default 256 KiB.
+    pub fn conn_stack_size(mut self, bytes: usize) -> Self {
+        self.conn_stack_size = bytes;
+        self
+    }
+
+    /// The most connections between accept and a served request (TLS handshake and HTTP
+    /// head, which share one deadline: [`HttpLimits::head_timeout`] from the accept).
+    /// Default [`DEFAULT_MAX_HANDSHAKES`]; must be above 0. Past it the listener stops
+    /// accepting until one finishes, and new connections wait in the kernel's listen
+    /// backlog (4096), so a storm of reconnecting DPs all get in, in turn.
+    pub fn max_handshakes(mut self, n: usize) -> Self {
+        self.max_handshakes = n;
+        self
+    }
+
     /// The route at `path`, if any.
-    pub(super) fn route(&self, path: &str) -> Option<&Route> {
+    pub(super) fn route_for(&self, path: &str) -> Option<&Route> {
         self.routes.iter().find(|(p, _)| p == path).map(|(_, r)| r)
     }
 
@@ -259,7 +278,7 @@ impl ServerConfig {
         if self.max_handshakes == 0 {
             return bad("max_handshakes must be above 0".into());
         }
-        if self.limits.head_timeout.is_zero() || self.write_timeout.is_some_and(|t| t.is_zero()) {
+        if self.limits.head_timeout.is_zero() || self.write_timeout.is_zero() {
             return bad("head_timeout and write_timeout must be above 0".into());
         }
         Ok(())

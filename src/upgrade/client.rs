@@ -116,6 +116,7 @@ pub fn check_response(
 /// own is kept; the identity query is appended) and the subprotocol, if any. The answer
 /// must name the same subprotocol, or none when none was offered.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UpgradeTarget {
     /// The request path, e.g. `/v1/wrpc`.
     pub path: String,
@@ -163,6 +164,7 @@ pub enum UpgradeError {
 
 /// A non-`101` answer to the upgrade request.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Refusal {
     /// The status code.
     pub status: u16,

@@ -105,7 +105,7 @@ pub fn dial(opts: &DialOptions, target: &UpgradeTarget) -> Result<Dialed, Error>
     let sock = sock.sock;
     drain_plaintext(&mut conn, &mut leftover);
     sock.set_read_timeout(None)
-        .and_then(|()| sock.set_write_timeout(opts.write_timeout))
+        .and_then(|()| sock.set_write_timeout(Some(opts.write_timeout)))
         .map_err(HttpError::Io)?;
     log::debug!(
         "upgraded at {} on {} (CP node {})",

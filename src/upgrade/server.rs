@@ -193,6 +193,7 @@ impl SwitchHandler for WebSocketRoute {
 
 /// The CP's refusal of a request: a status, a reason sent as the body, and headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Rejection {
     /// The status code (a `4xx` or `5xx`).
     pub status: u16,
@@ -251,6 +252,7 @@ impl fmt::Display for Rejection {
 
 /// An upgrade request that passed the checks of its [`Endpoint`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UpgradeRequest {
     /// The client's `Sec-WebSocket-Key`.
     pub key: String,

@@ -56,6 +56,7 @@ impl fmt::Debug for Peer {
 
 /// What a handler knows about the call it serves.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct Context {
     /// The connection the request came on; handlers may call back on it.
     pub peer: Peer,

@@ -77,11 +77,20 @@ impl FairShare {
 
 /// A request rate per connection: `per_second` on average, at most `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RequestRate {
     /// Requests per second, on average (at least 1).
     pub per_second: u32,
     /// Requests that may come at once after a quiet spell (at least 1).
     pub burst: u32,
+}
+
+impl RequestRate {
+    /// `per_second` requests a second on average, at most `burst` at once after a quiet
+    /// spell (each at least 1).
+    pub const fn new(per_second: u32, burst: u32) -> RequestRate {
+        RequestRate { per_second, burst }
+    }
 }
 
 /// The shortest rest of a reader whose peer is at its request rate (at 200 requests a

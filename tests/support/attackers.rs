@@ -195,8 +195,8 @@ impl RawConn {
     ) -> RawConn {
         let node = NodeIdentity::new(node_id, format!("host-{node_id}"), "3.1.0");
         let mut opts = DialOptions::new("127.0.0.1", addr.port(), tls.clone(), node);
-        opts.connect_timeout = Duration::from_secs(10);
-        opts.write_timeout = Some(write_timeout);
+        opts = opts.connect_timeout(Duration::from_secs(10));
+        opts = opts.write_timeout(write_timeout);
         let d = dial(&opts, &UpgradeTarget::wrpc())
             .unwrap_or_else(|e| panic!("{node_id}: dial failed: {e}"));
         RawConn {

@@ -88,10 +88,7 @@ pub fn dial_raw_with(
 ) -> Result<(Channel, Reader), dpspec::Error> {
     let opts = DialOptions::new("127.0.0.1", addr.port(), tls.clone(), node.clone());
     let d = dial(&opts, &UpgradeTarget::wrpc())?;
-    let cfg = ChannelConfig {
-        label: format!("test-dp {}", node.node_id),
-        ..cfg
-    };
+    let cfg = cfg.label(format!("test-dp {}", node.node_id));
     Ok(Channel::new(
         d.session,
         d.sock,

@@ -290,12 +290,10 @@ fn serve(
         return;
     }
     let StreamOwned { conn, sock } = stream;
-    let cfg = ChannelConfig {
-        // Big enough to send the DP frames above its own limit.
-        max_message_size: 64 << 20,
-        label: "json-cp".into(),
-        ..ChannelConfig::default()
-    };
+    // Big enough to send the DP frames above its own limit.
+    let cfg = ChannelConfig::default()
+        .max_message_size(64 << 20)
+        .label("json-cp");
     let (channel, reader) = Channel::new(conn, sock, leftover, Role::Server, cfg).unwrap();
     let (tx, from_dp) = crossbeam_channel::unbounded();
     channels.lock().unwrap().push(channel.clone());

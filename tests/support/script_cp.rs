@@ -84,10 +84,7 @@ struct Script {
 impl UpgradeHandler for Script {
     fn upgraded(&self, up: Upgraded) {
         let label = format!("dp-{}", up.peer_addr);
-        let cfg = ChannelConfig {
-            label,
-            ..ChannelConfig::default()
-        };
+        let cfg = ChannelConfig::default().label(label);
         let (channel, reader) =
             Channel::new(up.session, up.sock, up.leftover, Role::Server, cfg).unwrap();
         let services = Services::new();
@@ -175,8 +172,8 @@ impl ScriptCp {
             conns: tx,
             pool,
         });
-        let config = ServerConfig::new(CP_ID)
-            .with_route(WRPC_PATH, upgrade::route(Endpoint::wrpc(), script));
+        let config =
+            ServerConfig::new(CP_ID).route(WRPC_PATH, upgrade::route(Endpoint::wrpc(), script));
         let listener = Listener::bind(addr, tls, config).unwrap();
         let addr = listener.local_addr();
         ScriptCp {

@@ -150,7 +150,7 @@ pub fn start_with(
         admitted: admitted_tx,
         upgraded: upgraded_tx,
     });
-    let config = config.with_route(WRPC_PATH, upgrade::route(Endpoint::wrpc(), handler));
+    let config = config.route(WRPC_PATH, upgrade::route(Endpoint::wrpc(), handler));
     let listener = Listener::bind("127.0.0.1:0", server_tls, config).unwrap();
     Cp {
         listener,

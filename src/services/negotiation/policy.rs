@@ -8,11 +8,26 @@ use crate::services::gate::{kong_version_gate, SyncStatus};
 
 /// A service a control plane offers.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct OfferedService {
     /// The service's name, as the control plane spells it.
     pub name: String,
     /// Its versions, most preferred first, as the control plane spells them.
     pub versions: Vec<String>,
+}
+
+impl OfferedService {
+    /// The service `name` in `versions`, most preferred first.
+    pub fn new<I, V>(name: impl Into<String>, versions: I) -> OfferedService
+    where
+        I: IntoIterator<Item = V>,
+        V: Into<String>,
+    {
+        OfferedService {
+            name: name.into(),
+            versions: versions.into_iter().map(Into::into).collect(),
+        }
+    }
 }
 
 /// How a control plane answers NegotiateServices, the way Kong's does.

@@ -225,7 +225,10 @@ mod tests {
             }
             .into(),
             TlsError::Io(reset()).into(),
-            TlsError::Protocol(rustls::Error::DecryptError).into(),
+            TlsError::Protocol(crate::tls::ProtocolError(Box::new(
+                rustls::Error::DecryptError,
+            )))
+            .into(),
             HttpError::Head(HeadError::Io(reset())).into(),
             HttpError::Bind(io::Error::from(io::ErrorKind::AddrInUse)).into(),
             HttpError::Spawn(io::Error::from(io::ErrorKind::OutOfMemory)).into(),

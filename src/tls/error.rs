@@ -108,9 +108,25 @@ pub enum TlsError {
     Closed,
     /// Reading or writing the socket failed.
     Io(io::Error),
-    /// Any other TLS protocol error, as rustls reports it.
-    Protocol(rustls::Error),
+    /// Any other TLS protocol error; its text is rustls's.
+    Protocol(ProtocolError),
 }
+
+/// A TLS protocol error as rustls reports it, the cause ([`source()`]) of
+/// [`TlsError::Protocol`]. Opaque, so that the rustls version behind it is not part of
+/// this crate's API.
+///
+/// [`source()`]: std::error::Error::source
+#[derive(Debug)]
+pub struct ProtocolError(pub(crate) Box<rustls::Error>);
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ProtocolError {}
 
 impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -222,7 +238,7 @@ impl TlsError {
                 rustls::Error::NoCertificatesPresented => TlsError::ClientCertMissing,
                 rustls::Error::AlertReceived(a) => from_alert(a, ours),
                 rustls::Error::PeerIncompatible(p) => TlsError::ProtocolVersion(format!("{p:?}")),
-                other => TlsError::Protocol(other),
+                other => TlsError::Protocol(ProtocolError(Box::new(other))),
             }
         }
     }

@@ -28,7 +28,7 @@ mod verify;
 #[cfg(feature = "dp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dp")))]
 pub use client::{ClientTls, TrustMode};
-pub use error::{CertificateOf, TlsError};
+pub use error::{CertificateOf, ProtocolError, TlsError};
 pub use pem::Identity;
 #[cfg(feature = "cp")]
 internal_use!(server::peer_certificate);

@@ -21,6 +21,55 @@
 //! | `fair` | each connection's fair share of those workers |
 //! | `peer` | the peer's calls, streams and handle |
 //! | `serve` | the peer's reader: doing what `dispatch` decides, on the workers |
+//!
+//! # Your own services
+//!
+//! Define a service once with [`wrpc_service!`](crate::wrpc_service) (its messages are
+//! prost types), register handlers in [`Services`], and call it through a [`Peer`] on any
+//! [`Channel`](crate::channel::Channel). A client over a dialed connection, serving
+//! nothing and calling the peer's `Echo.Say`:
+//!
+//! ```no_run
+//! # fn main() -> dpspec::Result<()> {
+//! use std::sync::Arc;
+//!
+//! use dpspec::channel::ChannelConfig;
+//! use dpspec::http::NodeIdentity;
+//! use dpspec::tls::ClientTls;
+//! use dpspec::upgrade::{dial, DialOptions, UpgradeTarget};
+//! use dpspec::wrpc::{Peer, PeerConfig, Services, WorkerPool};
+//! use dpspec::{wrpc_service, TrustMode};
+//!
+//! #[derive(Clone, PartialEq, prost::Message)]
+//! pub struct Text {
+//!     #[prost(string, tag = "1")]
+//!     pub s: String,
+//! }
+//! wrpc_service! {
+//!     /// An echo service, id 7.
+//!     pub service Echo = 7 {
+//!         /// Answers with the text it got.
+//!         rpc Say = 1 (Text) -> Text;
+//!     }
+//! }
+//!
+//! let tls = ClientTls::new(TrustMode::ca_pem_file("ca.pem")?, None)?;
+//! let me = NodeIdentity::new("0d8b3ed6-6f2f-4b8e-9d1b-3c9a8f1e2b7a", "edge-1", "3.1.1");
+//! let dialed = dial(&DialOptions::new("peer.internal", 8005, tls, me), &UpgradeTarget::wrpc())?;
+//! let (channel, reader) = dialed.into_channel(ChannelConfig::default())?;
+//! let pool = Arc::new(WorkerPool::new("my-workers", 2, 64)?);
+//! let peer = Peer::new(channel, Services::new(), pool, PeerConfig::default());
+//! peer.spawn(reader)?; // the connection's reader thread
+//! let answer = peer.call::<Say>(&Text { s: "hello".into() })?;
+//! assert_eq!(answer.s, "hello");
+//! # Ok(()) }
+//! ```
+//!
+//! The server side registers the handler
+//! (`services.handle::<Say, _>(|_ctx, req| Ok(req))`) on a peer built the same way from
+//! an [`Upgraded`](crate::upgrade::Upgraded) connection, which an
+//! [`http::Listener`](crate::http::Listener) route hands to an
+//! [`UpgradeHandler`](crate::upgrade::UpgradeHandler).
 
 use std::fmt;
 

@@ -180,6 +180,14 @@
 //! layer. Its `Display` says what happened at that layer; the cause comes from `source()`;
 //! [`Error::report`] prints the whole chain on one line.
 //!
+//! # Other crates in this API
+//!
+//! Three dependencies appear in signatures, so their major versions are part of this
+//! crate's: [`prost`](https://docs.rs/prost) (wRPC messages and [`wrpc_service!`]
+//! definitions are prost messages), [`serde_json`](https://docs.rs/serde_json) (configs
+//! are JSON values) and [`crossbeam-channel`](https://docs.rs/crossbeam-channel) (event
+//! streams are its `Receiver`s). No rustls or tungstenite type is part of the API.
+//!
 //! # Features
 //!
 //! `dp` and `cp` (both on by default) each compile one role and only the parts of the

@@ -20,9 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The kinds of item pages rustdoc writes, by file-name prefix.
-const KINDS: [&str; 7] = [
-    "struct", "enum", "trait", "fn", "constant", "type", "macro",
-];
+const KINDS: [&str; 7] = ["struct", "enum", "trait", "fn", "constant", "type", "macro"];
 
 #[test]
 fn the_public_api_is_the_listed_one() {
@@ -99,7 +97,10 @@ fn surface(dir: &Path) -> BTreeMap<String, Vec<String>> {
 }
 
 fn walk(dir: &Path, f: &mut impl FnMut(&Path)) {
-    let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for path in entries {
         if path.is_dir() {
@@ -115,7 +116,11 @@ fn walk(dir: &Path, f: &mut impl FnMut(&Path)) {
 /// standard library's, not ours, and are left out.
 fn lines(page: &str) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(decl) = between(page, "<pre class=\"rust item-decl\"><code>", "</code></pre>") {
+    if let Some(decl) = between(
+        page,
+        "<pre class=\"rust item-decl\"><code>",
+        "</code></pre>",
+    ) {
         out.push(text(decl));
     }
     let end = page
@@ -126,7 +131,11 @@ fn lines(page: &str) -> Vec<String> {
     while let Some(i) = rest.find("class=\"code-header\">") {
         let tag = &rest[i.saturating_sub(3)..i];
         let body = &rest[i + "class=\"code-header\">".len()..];
-        let close = if tag.starts_with("h3") { "</h3>" } else { "</h4>" };
+        let close = if tag.starts_with("h3") {
+            "</h3>"
+        } else {
+            "</h4>"
+        };
         let Some(j) = body.find(close) else { break };
         let header = text(&body[..j]);
         if tag.starts_with("h3") {

@@ -24,14 +24,8 @@ fn policies() -> [NegotiationPolicy; 3] {
     };
     let many = NegotiationPolicy {
         offered: vec![
-            OfferedService {
-                name: "config".into(),
-                versions: vec!["v2".into(), "v1".into()],
-            },
-            OfferedService {
-                name: "Extra".into(),
-                versions: vec!["V1".into()],
-            },
+            OfferedService::new("config", ["v2", "v1"]),
+            OfferedService::new("Extra", ["V1"]),
         ],
         kong_version: "3.9.0".into(),
         ..kong.clone()

@@ -118,7 +118,7 @@ fn start(args: &Args) -> Result<DataPlane, String> {
     match (&args.cert, &args.key) {
         (Some(c), Some(k)) => {
             let id = Identity::from_pem_files(c, k).map_err(|e| e.to_string())?;
-            b = b.client_identity(id);
+            b = b.identity(id);
         }
         (None, None) => {}
         _ => return Err("--cert and --key go together".into()),

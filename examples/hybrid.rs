@@ -67,7 +67,7 @@ fn run() -> Result<(), String> {
     let start_dp = |name: &'static str, protocol: ProtocolChoice| {
         DataPlane::builder(cp.local_addr().to_string())
             .trust(TrustMode::pinned_pem(cert.as_bytes()).map_err(|e| e.to_string())?)
-            .client_identity(identity()?)
+            .identity(identity()?)
             .hostname(format!("hybrid-demo-{name}"))
             .protocol(protocol)
             .plugins([("rate-limiting", "3.1.1"), ("cors", "3.1.1")])

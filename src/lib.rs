@@ -54,7 +54,7 @@
 //! let key = std::fs::read("cluster.key")?;
 //! let dp = DataPlane::builder("kong-cp.internal:8005")
 //!     .trust(TrustMode::pinned_pem(&cert)?)
-//!     .client_identity(Identity::from_pem(&cert, &key)?)
+//!     .identity(Identity::from_pem(&cert, &key)?)
 //!     // Kong 2.3 to 3.9 CPs: Kong's JSON protocol. Report a version the CP accepts
 //!     // (same major, minor not newer than the CP's).
 //!     .protocol(ProtocolChoice::Json)
@@ -82,7 +82,7 @@
 //! let dp = DataPlane::builder("kong-cp.internal:8005")
 //!     .trust(TrustMode::ca_pem_file("/etc/kong/cluster-ca.crt")?)
 //!     .server_name("kong-cp.internal") // Kong's cluster_server_name
-//!     .client_identity(Identity::from_pem_files("dp.crt", "dp.key")?)
+//!     .identity(Identity::from_pem_files("dp.crt", "dp.key")?)
 //!     .protocol(ProtocolChoice::Wrpc) // the default, Auto, would find it too
 //!     .config_handler(|update: &ConfigUpdate<'_>| {
 //!         println!("config version {:?}, hash {}", update.version, update.hash);

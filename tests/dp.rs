@@ -29,7 +29,7 @@ fn dp_for(cp: &ScriptCp, seen: &Seen) -> DataPlaneBuilder {
     let seen = seen.clone();
     DataPlane::builder(cp.addr.to_string())
         .trust(trust)
-        .client_identity(identity)
+        .identity(identity)
         .hostname("dp-test")
         .plugins([("rate-limiting", "3.1.0"), ("acl", "3.1.0")])
         .reconnect(Reconnect::Fixed(Duration::from_millis(20)))
@@ -319,7 +319,7 @@ fn dp_started_with_the_cp_down_serves_the_cached_config() {
     let seen2 = seen.clone();
     let dp = DataPlane::builder(addr.to_string())
         .trust(trust)
-        .client_identity(identity)
+        .identity(identity)
         .cache_dir(&cache)
         .reconnect(Reconnect::Fixed(Duration::from_secs(60)))
         .config_handler(move |u: &ConfigUpdate<'_>| {

@@ -48,7 +48,7 @@ fn cp_at(certs: &Shared, addr: &str) -> ControlPlane {
 fn dp_to(addr: std::net::SocketAddr, certs: &Shared, cache_dir: Option<&PathBuf>) -> DataPlane {
     let mut b = DataPlane::builder(addr.to_string())
         .trust(TrustMode::pinned_pem(certs.pem.cert.as_bytes()).unwrap())
-        .client_identity(certs.identity())
+        .identity(certs.identity())
         .hostname("dp-faults")
         .reconnect(Reconnect::Fixed(Duration::from_millis(50)))
         .ping_interval(Duration::from_secs(3600))
@@ -226,7 +226,7 @@ fn a_black_holed_network_mid_config_is_noticed_by_both_sides_and_recovered() {
     let relay = Relay::start(cp.local_addr());
     let dp = DataPlane::builder(relay.addr.to_string())
         .trust(TrustMode::pinned_pem(certs.pem.cert.as_bytes()).unwrap())
-        .client_identity(certs.identity())
+        .identity(certs.identity())
         .reconnect(Reconnect::Fixed(Duration::from_millis(50)))
         .ping_interval(Duration::from_millis(300))
         .call_timeout(Duration::from_millis(700))
@@ -318,7 +318,7 @@ fn dp_served_by_a_cp_clock_60s_ahead_or_behind_applies_and_past_90s_refuses() {
     let seen2 = seen.clone();
     let dp = DataPlane::builder(script.addr.to_string())
         .trust(trust)
-        .client_identity(identity)
+        .identity(identity)
         .reconnect(Reconnect::Fixed(Duration::from_millis(50)))
         .ping_interval(Duration::from_secs(3600))
         .config_handler(move |u: &ConfigUpdate<'_>| {

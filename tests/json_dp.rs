@@ -32,7 +32,7 @@ fn dp_for(cp: &JsonCp, seen: &Seen) -> DataPlaneBuilder {
     let seen = seen.clone();
     DataPlane::builder(cp.addr.to_string())
         .trust(trust)
-        .client_identity(identity)
+        .identity(identity)
         .hostname("dp-test")
         .protocol(ProtocolChoice::Json)
         .plugins([("rate-limiting", "3.4.0"), ("ACL", "3.4.0"), ("cors", "")])
@@ -362,7 +362,7 @@ fn a_frame_above_the_limit_closes_1009_and_the_dp_reconnects() {
     let cp = JsonCp::start(Script::default());
     let seen = Seen::default();
     let dp = dp_for(&cp, &seen)
-        .json_max_frame(64 * 1024)
+        .json_max_message_size(64 * 1024)
         .start()
         .unwrap();
     let conn = cp.next_conn();
@@ -437,7 +437,7 @@ fn auto_lands_on_wrpc_when_the_probe_is_not_404() {
     let (trust, identity) = cp.dp_trust();
     let dp = DataPlane::builder(cp.addr.to_string())
         .trust(trust)
-        .client_identity(identity)
+        .identity(identity)
         .reconnect(Reconnect::Fixed(Duration::from_millis(20)))
         .ping_interval(Duration::from_secs(3600))
         .config_handler(|_: &ConfigUpdate<'_>| Ok(()))

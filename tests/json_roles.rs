@@ -41,7 +41,7 @@ fn shared_dp(
 ) -> DataPlaneBuilder {
     DataPlane::builder(cp.local_addr().to_string())
         .trust(TrustMode::pinned_pem(pem.cert.as_bytes()).unwrap())
-        .client_identity(identity(pem))
+        .identity(identity(pem))
         .hostname(name)
         .protocol(protocol)
         .reconnect(Reconnect::Fixed(Duration::from_millis(50)))
@@ -180,7 +180,7 @@ fn json_dp_gets_config_from_our_cp_in_pki_mode() {
     let builder = DataPlane::builder(cp.local_addr().to_string())
         .server_name("localhost")
         .trust(TrustMode::ca_pem(ca.pem.cert.as_bytes()).unwrap())
-        .client_identity(identity(&client))
+        .identity(identity(&client))
         .hostname("json-pki")
         .protocol(ProtocolChoice::Json)
         .reconnect(Reconnect::Fixed(Duration::from_millis(50)))

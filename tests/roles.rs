@@ -24,7 +24,7 @@ fn cp(pem: &support::certs::Pem) -> ControlPlane {
 fn dp(cp: &ControlPlane, pem: &support::certs::Pem, name: &str) -> DataPlane {
     DataPlane::builder(cp.local_addr().to_string())
         .trust(TrustMode::pinned_pem(pem.cert.as_bytes()).unwrap())
-        .client_identity(Identity::from_pem(pem.cert.as_bytes(), pem.key.as_bytes()).unwrap())
+        .identity(Identity::from_pem(pem.cert.as_bytes(), pem.key.as_bytes()).unwrap())
         .hostname(name)
         .reconnect(Reconnect::Fixed(Duration::from_millis(50)))
         .config_handler(|u: &ConfigUpdate<'_>| {

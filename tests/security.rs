@@ -533,7 +533,7 @@ fn a_whole_session_through_an_authenticating_proxy_logs_no_secret() {
     .unwrap();
     let dp = DataPlane::builder(cp.local_addr().to_string())
         .trust(TrustMode::pinned_pem(cluster.cert.as_bytes()).unwrap())
-        .client_identity(identity(&cluster))
+        .identity(identity(&cluster))
         .proxy(url)
         .reconnect(Reconnect::Fixed(Duration::from_millis(20)))
         .ping_interval(Duration::from_millis(50))

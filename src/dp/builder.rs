@@ -131,9 +131,10 @@ impl DataPlaneBuilder {
         self
     }
 
-    /// The client certificate and key for mTLS (in Kong's shared mode, the shared pair).
-    /// Default: none.
-    pub fn client_identity(mut self, identity: Identity) -> Self {
+    /// This data plane's certificate and key, presented to the CP for mTLS (in Kong's
+    /// shared mode, the shared pair; the control plane's builder takes its own the same
+    /// way). Default: none.
+    pub fn identity(mut self, identity: Identity) -> Self {
         self.identity = Some(identity);
         self
     }
@@ -238,17 +239,17 @@ impl DataPlaneBuilder {
 
     /// Largest wRPC message, both directions. Default 4 MiB, Kong's
     /// `cluster_max_payload` for wRPC (3.0, 3.1). For JSON see
-    /// [`json_max_frame`](Self::json_max_frame).
+    /// [`json_max_message_size`](Self::json_max_message_size).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self
     }
 
-    /// Largest frame on Kong's JSON protocol, both directions; it bounds the gzipped
+    /// Largest message (one frame) on Kong's JSON protocol, both directions; it bounds the gzipped
     /// `reconfigure`. Default 16 MiB, Kong 3.4+'s `cluster_max_payload` (Kong 2.8 to 3.3
     /// used 4 MiB). A larger frame is not buffered: the connection closes with 1009 and
     /// is redialled by the reconnect policy (raise the limit on both ends).
-    pub fn json_max_frame(mut self, bytes: usize) -> Self {
+    pub fn json_max_message_size(mut self, bytes: usize) -> Self {
         self.json_max_frame = bytes;
         self
     }
@@ -286,8 +287,9 @@ impl DataPlaneBuilder {
         self
     }
 
-    /// Worker threads for handlers. Default 2.
-    pub fn workers(mut self, workers: usize) -> Self {
+    /// Threads that run the handlers of the connection (config intake included).
+    /// Default 2.
+    pub fn worker_threads(mut self, workers: usize) -> Self {
         self.workers = workers;
         self
     }

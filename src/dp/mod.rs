@@ -18,7 +18,7 @@
 //! let dp = DataPlane::builder("cp.example.com:8005")
 //!     // Kong's default shared mode: both ends hold the same certificate.
 //!     .trust(TrustMode::pinned_pem(&cert).unwrap())
-//!     .client_identity(Identity::from_pem(&cert, &key).unwrap())
+//!     .identity(Identity::from_pem(&cert, &key).unwrap())
 //!     .cache_dir("/var/lib/my-dp")
 //!     .config_handler(|update: &ConfigUpdate<'_>| {
 //!         println!("config {} with {} keys", update.hash, update.config.len());

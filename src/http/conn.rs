@@ -6,10 +6,12 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::StreamOwned;
 
+use super::handoff::HandOff;
 use super::head::{read_request_head, RequestHead};
 use super::listener::Inner;
 use super::server::{
@@ -24,12 +26,18 @@ use crate::tls;
 pub(super) struct Finished<'a> {
     pub(super) inner: &'a Inner,
     pub(super) id: u64,
+    /// False once the thread has handed its connection to another ([`HandOff`]), which
+    /// is then the one to mark it done.
+    pub(super) owner: bool,
 }
 
 impl Drop for Finished<'_> {
     fn drop(&mut self) {
         let mut conns = self.inner.conns();
         self.inner.handshake_done(&mut conns, self.id);
+        if !self.owner {
+            return;
+        }
         if let Some(c) = conns.map.get_mut(&self.id) {
             c.sock = None;
             conns.finished.push(self.id);
@@ -39,20 +47,21 @@ impl Drop for Finished<'_> {
 
 type Stream = StreamOwned<rustls::ServerConnection, Timed>;
 
+/// Serves one connection; true if it was handed to another thread (see [`HandOff`]).
 pub(super) fn serve(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     id: u64,
     sock: TcpStream,
     peer: SocketAddr,
     accepted_at: Instant,
-) {
+) -> bool {
     let cfg = &inner.config;
     let _ = sock.set_nodelay(true);
     let mut session = match inner.tls.session() {
         Ok(s) => s,
         Err(e) => {
             log::error!("cannot start a TLS session for {peer}: {e}");
-            return;
+            return false;
         }
     };
     // One deadline from the accept to a whole request head, the TLS handshake included: a
@@ -60,7 +69,7 @@ pub(super) fn serve(
     let deadline = accepted_at + cfg.limits.head_timeout;
     if set_timeouts(&sock, deadline).is_err() {
         log::info!("connection from {peer} dropped: its deadline passed before the handshake");
-        return;
+        return false;
     }
     let mut timed = Timed { sock, deadline };
     if let Err(e) = tls::server_handshake(&mut session, &mut timed) {
@@ -68,7 +77,7 @@ pub(super) fn serve(
             "TLS handshake with {peer} failed: {}",
             crate::error::Chain(&e)
         );
-        return;
+        return false;
     }
     let mut stream = StreamOwned::new(session, timed);
     let (head, leftover) = match read_request_head(&mut stream, &cfg.limits) {
@@ -82,7 +91,7 @@ pub(super) fn serve(
                 }
                 None => log::debug!("connection from {peer} ended: {}", crate::error::Chain(&e)),
             }
-            return;
+            return false;
         }
     };
     // Past the phase the cap counts: answering and lingering are bounded on their own.
@@ -94,25 +103,28 @@ pub(super) fn serve(
             serve_switch(inner, id, stream, head, leftover, peer, handler.as_ref())
         }
         Some(Route(RouteKind::Plain(handler))) => {
-            serve_plain(inner, stream, head, leftover, peer, handler.as_ref())
+            serve_plain(inner, stream, head, leftover, peer, handler.as_ref());
+            false
         }
         None => {
             log::info!("answering 404 to {peer}: {} {}", head.method, head.target);
             let resp = error_response(404, format!("no endpoint at {path}"));
             send_response(inner, stream, &resp, with_body);
+            false
         }
     }
 }
 
+/// Answers a protocol switch; true if the connection went on on another thread.
 fn serve_switch(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     id: u64,
     mut stream: Stream,
     head: RequestHead,
     mut leftover: Vec<u8>,
     peer: SocketAddr,
     handler: &dyn SwitchHandler,
-) {
+) -> bool {
     let cfg = &inner.config;
     let with_body = head.method != "HEAD";
     let accepted = panic::catch_unwind(AssertUnwindSafe(|| {
@@ -129,7 +141,7 @@ fn serve_switch(
                 String::from_utf8_lossy(&resp.body).trim_end()
             );
             send_response(inner, stream, &resp, with_body);
-            return;
+            return false;
         }
         Err(_) => {
             log::error!("the switch handler for {} panicked", head.path());
@@ -139,7 +151,7 @@ fn serve_switch(
                 &error_response(500, "the handler failed"),
                 true,
             );
-            return;
+            return false;
         }
     };
     // From here on the listener no longer cuts this connection at shutdown: the handler
@@ -159,7 +171,7 @@ fn serve_switch(
     if !handed_over {
         let resp = error_response(503, "the control plane is shutting down");
         send_response(inner, stream, &resp, true);
-        return;
+        return false;
     }
     stream.sock.deadline = write_deadline(cfg);
     let written = stream
@@ -167,7 +179,7 @@ fn serve_switch(
         .and_then(|()| stream.flush());
     if let Err(e) = written {
         log::info!("writing the switch response to {peer} failed: {e}");
-        return;
+        return false;
     }
     let StreamOwned { mut conn, sock } = stream;
     let sock = sock.sock;
@@ -177,16 +189,19 @@ fn serve_switch(
         .and_then(|()| sock.set_write_timeout(cfg.write_timeout))
     {
         log::info!("connection from {peer} failed: {e}");
-        return;
+        return false;
     }
     log::debug!("switched {peer} at {}", head.path());
+    let (hand_off, taken) = HandOff::new(inner, id, peer);
     (switch.then)(Switched {
         session: conn,
         sock,
         leftover,
         peer_addr: peer,
         head,
+        hand_off,
     });
+    taken.load(Ordering::SeqCst)
 }
 
 fn serve_plain(

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 
+use super::handoff::HandOff;
 use super::head::{
     push_header, reason_phrase, valid_header_name, valid_header_value, HttpLimits, RequestHead,
 };
@@ -171,6 +172,9 @@ pub struct Switched {
     pub peer_addr: SocketAddr,
     /// The request's head.
     pub head: RequestHead,
+    /// Moves the rest of the connection's life off the connection thread, whose stack
+    /// the handshake made deep (see [`HandOff`]).
+    pub hand_off: HandOff,
 }
 
 /// How the listener serves.
@@ -190,8 +194,11 @@ pub struct ServerConfig {
     /// forever. Default 10 s. `None`: no timeout on the upgraded socket (responses still
     /// get 10 s).
     pub write_timeout: Option<Duration>,
-    /// The stack size of each connection thread, which also runs an upgraded connection's
-    /// handler. Default 256 KiB.
+    /// The stack size of each connection thread, which runs the TLS handshake, the HTTP
+    /// head, plain handlers and an upgraded connection's handler. Default 256 KiB (of
+    /// virtual memory: only the pages a thread touches are resident). The control plane
+    /// moves each upgraded connection to a fresh thread once it is set up, so that the
+    /// pages the handshake touched are let go; that thread gets this and 64 KiB more.
     pub conn_stack_size: usize,
     /// The most connections between accept and a served request (TLS handshake and HTTP
     /// head, which share one deadline: [`HttpLimits::head_timeout`] from the accept).

@@ -22,23 +22,22 @@ use super::{body_length, drain_plaintext, read_body, BodyLength, HttpError};
 use crate::deadline::{set_timeouts, Timed};
 use crate::tls;
 
-/// Marks a connection thread as done when it ends, even by a panic.
+/// Marks a connection thread as done when it ends, even by a panic: unless it handed its
+/// connection to another thread ([`HandOff`]), which then serves it and marks it done.
 pub(super) struct Finished<'a> {
     pub(super) inner: &'a Inner,
     pub(super) id: u64,
-    /// False once the thread has handed its connection to another ([`HandOff`]), which
-    /// is then the one to mark it done.
-    pub(super) owner: bool,
 }
 
 impl Drop for Finished<'_> {
     fn drop(&mut self) {
         let mut conns = self.inner.conns();
         self.inner.handshake_done(&mut conns, self.id);
-        if !self.owner {
-            return;
-        }
         if let Some(c) = conns.map.get_mut(&self.id) {
+            let me = std::thread::current().id();
+            if c.thread.as_ref().is_some_and(|t| t.thread().id() != me) {
+                return; // handed on: the thread recorded now is the one serving it
+            }
             c.sock = None;
             conns.finished.push(self.id);
         }
@@ -47,21 +46,20 @@ impl Drop for Finished<'_> {
 
 type Stream = StreamOwned<rustls::ServerConnection, Timed>;
 
-/// Serves one connection; true if it was handed to another thread (see [`HandOff`]).
 pub(super) fn serve(
     inner: &Arc<Inner>,
     id: u64,
     sock: TcpStream,
     peer: SocketAddr,
     accepted_at: Instant,
-) -> bool {
+) {
     let cfg = &inner.config;
     let _ = sock.set_nodelay(true);
     let mut session = match inner.tls.session() {
         Ok(s) => s,
         Err(e) => {
             log::error!("cannot start a TLS session for {peer}: {e}");
-            return false;
+            return;
         }
     };
     // One deadline from the accept to a whole request head, the TLS handshake included: a
@@ -69,7 +67,7 @@ pub(super) fn serve(
     let deadline = accepted_at + cfg.limits.head_timeout;
     if set_timeouts(&sock, deadline).is_err() {
         log::info!("connection from {peer} dropped: its deadline passed before the handshake");
-        return false;
+        return;
     }
     let mut timed = Timed { sock, deadline };
     if let Err(e) = tls::server_handshake(&mut session, &mut timed) {
@@ -77,7 +75,7 @@ pub(super) fn serve(
             "TLS handshake with {peer} failed: {}",
             crate::error::Chain(&e)
         );
-        return false;
+        return;
     }
     let mut stream = StreamOwned::new(session, timed);
     let (head, leftover) = match read_request_head(&mut stream, &cfg.limits) {
@@ -91,7 +89,7 @@ pub(super) fn serve(
                 }
                 None => log::debug!("connection from {peer} ended: {}", crate::error::Chain(&e)),
             }
-            return false;
+            return;
         }
     };
     // Past the phase the cap counts: answering and lingering are bounded on their own.
@@ -103,19 +101,16 @@ pub(super) fn serve(
             serve_switch(inner, id, stream, head, leftover, peer, handler.as_ref())
         }
         Some(Route(RouteKind::Plain(handler))) => {
-            serve_plain(inner, stream, head, leftover, peer, handler.as_ref());
-            false
+            serve_plain(inner, stream, head, leftover, peer, handler.as_ref())
         }
         None => {
             log::info!("answering 404 to {peer}: {} {}", head.method, head.target);
             let resp = error_response(404, format!("no endpoint at {path}"));
             send_response(inner, stream, &resp, with_body);
-            false
         }
     }
 }
 
-/// Answers a protocol switch; true if the connection went on on another thread.
 fn serve_switch(
     inner: &Arc<Inner>,
     id: u64,
@@ -124,7 +119,7 @@ fn serve_switch(
     mut leftover: Vec<u8>,
     peer: SocketAddr,
     handler: &dyn SwitchHandler,
-) -> bool {
+) {
     let cfg = &inner.config;
     let with_body = head.method != "HEAD";
     let accepted = panic::catch_unwind(AssertUnwindSafe(|| {
@@ -141,7 +136,7 @@ fn serve_switch(
                 String::from_utf8_lossy(&resp.body).trim_end()
             );
             send_response(inner, stream, &resp, with_body);
-            return false;
+            return;
         }
         Err(_) => {
             log::error!("the switch handler for {} panicked", head.path());
@@ -151,7 +146,7 @@ fn serve_switch(
                 &error_response(500, "the handler failed"),
                 true,
             );
-            return false;
+            return;
         }
     };
     // From here on the listener no longer cuts this connection at shutdown: the handler
@@ -171,7 +166,7 @@ fn serve_switch(
     if !handed_over {
         let resp = error_response(503, "the control plane is shutting down");
         send_response(inner, stream, &resp, true);
-        return false;
+        return;
     }
     stream.sock.deadline = write_deadline(cfg);
     let written = stream
@@ -179,7 +174,7 @@ fn serve_switch(
         .and_then(|()| stream.flush());
     if let Err(e) = written {
         log::info!("writing the switch response to {peer} failed: {e}");
-        return false;
+        return;
     }
     let StreamOwned { mut conn, sock } = stream;
     let sock = sock.sock;
@@ -189,19 +184,17 @@ fn serve_switch(
         .and_then(|()| sock.set_write_timeout(cfg.write_timeout))
     {
         log::info!("connection from {peer} failed: {e}");
-        return false;
+        return;
     }
     log::debug!("switched {peer} at {}", head.path());
-    let (hand_off, taken) = HandOff::new(inner, id, peer);
     (switch.then)(Switched {
         session: conn,
         sock,
         leftover,
         peer_addr: peer,
         head,
-        hand_off,
+        hand_off: HandOff::new(inner, id, peer),
     });
-    taken.load(Ordering::SeqCst)
 }
 
 fn serve_plain(

@@ -1,7 +1,6 @@
 //! Moving an upgraded connection off its connection thread: [`HandOff`].
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
@@ -22,8 +21,6 @@ pub struct HandOff {
     inner: Arc<Inner>,
     id: u64,
     peer: SocketAddr,
-    /// Set once a fresh thread has taken the connection.
-    taken: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for HandOff {
@@ -36,16 +33,13 @@ impl std::fmt::Debug for HandOff {
 }
 
 impl HandOff {
-    /// The hand-off of connection `id`, and the flag it sets once a thread took it.
-    pub(super) fn new(inner: &Arc<Inner>, id: u64, peer: SocketAddr) -> (HandOff, Arc<AtomicBool>) {
-        let taken = Arc::new(AtomicBool::new(false));
-        let hand_off = HandOff {
+    /// The hand-off of connection `id`, from `peer`.
+    pub(super) fn new(inner: &Arc<Inner>, id: u64, peer: SocketAddr) -> HandOff {
+        HandOff {
             inner: inner.clone(),
             id,
             peer,
-            taken: taken.clone(),
-        };
-        (hand_off, taken)
+        }
     }
 
     /// Runs `work` (the rest of the connection's life) on a fresh thread, which the
@@ -58,12 +52,7 @@ impl HandOff {
     /// an ended connection thread (it reuses one of the size asked or up to four times
     /// it), whose deep pages would stay resident for the connection's life.
     pub fn run(self, work: impl FnOnce() + Send + 'static) {
-        let HandOff {
-            inner,
-            id,
-            peer,
-            taken,
-        } = self;
+        let HandOff { inner, id, peer } = self;
         // Held until the new thread is recorded, so that it cannot end (and be reaped)
         // before it is known; on failure the work comes back from here.
         let slot = Arc::new(Mutex::new(Some(work)));
@@ -76,7 +65,6 @@ impl HandOff {
                 let _done = Finished {
                     inner: &thread_inner,
                     id,
-                    owner: true,
                 };
                 let work = take(thread_slot);
                 if let Some(work) = work {
@@ -85,7 +73,8 @@ impl HandOff {
             });
         match spawned {
             Ok(t) => {
-                taken.store(true, Ordering::SeqCst);
+                // From here on the connection is this thread's: the connection thread's
+                // end no longer marks it done (see Finished).
                 let mut conns = inner.conns();
                 let previous = match conns.map.get_mut(&id) {
                     Some(c) => c.thread.replace(t),

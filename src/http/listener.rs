@@ -339,12 +339,11 @@ fn spawn_conn(
         .name(format!("dpspec-conn-{peer}"))
         .stack_size(inner.config.conn_stack_size)
         .spawn(move || {
-            let mut done = Finished {
+            let _done = Finished {
                 inner: &conn_inner,
                 id,
-                owner: true,
             };
-            done.owner = !serve(&conn_inner, id, sock, peer, accepted_at);
+            serve(&conn_inner, id, sock, peer, accepted_at);
         });
     let mut conns = inner.conns();
     match spawned {

@@ -278,6 +278,7 @@ fn bind_refuses_a_bad_configuration() {
 }
 
 /// This thread's id in the kernel (Linux), from `/proc/thread-self`.
+#[cfg(target_os = "linux")]
 fn kernel_tid() -> String {
     let link = std::fs::read_link("/proc/thread-self").unwrap();
     link.file_name().unwrap().to_string_lossy().into_owned()
@@ -285,11 +286,13 @@ fn kernel_tid() -> String {
 
 /// Hands each upgraded connection to a fresh thread that reports itself and waits to be
 /// released; reports the connection thread, after the hand-off returned.
+#[cfg(target_os = "linux")]
 struct HandsOff {
     seen: crossbeam_channel::Sender<(&'static str, String, Option<String>)>,
     release: crossbeam_channel::Receiver<()>,
 }
 
+#[cfg(target_os = "linux")]
 impl dpspec::upgrade::UpgradeHandler for HandsOff {
     fn upgraded(&self, up: dpspec::upgrade::Upgraded) {
         let (seen, release) = (self.seen.clone(), self.release.clone());

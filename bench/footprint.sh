@@ -24,8 +24,12 @@ while [ $i -lt "$RUNS" ]; do
   while ! grep -q config_applied "$DIR/dp.out" 2>/dev/null; do sleep 0.1; done
   sleep "$IDLE"
   RSS=$(awk '/^VmRSS:/ {print $2}' /proc/$DP/status)
+  # Private memory (heap, stacks, written data) and file pages (the program's code and
+  # read-only data, libc): shared with the page cache and other processes.
+  ANON=$(awk '/^RssAnon:/ {print $2}' /proc/$DP/status)
+  FILE=$(awk '/^RssFile:/ {print $2}' /proc/$DP/status)
   THREADS=$(awk '/^Threads:/ {print $2}' /proc/$DP/status)
-  echo "{\"event\":\"idle-dp\",\"run\":$((i+1)),\"stripped_bytes\":$SIZE,\"rss_kib\":$RSS,\"threads\":$THREADS}"
+  echo "{\"event\":\"idle-dp\",\"run\":$((i+1)),\"stripped_bytes\":$SIZE,\"rss_kib\":$RSS,\"rss_anon_kib\":$ANON,\"rss_file_kib\":$FILE,\"threads\":$THREADS}"
   kill $DP; wait $DP 2>/dev/null || true
   i=$((i+1))
 done

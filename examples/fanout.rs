@@ -34,6 +34,8 @@ use serde_json::{json, Value};
 
 #[path = "common/fleet.rs"]
 mod fleet;
+#[path = "common/rss.rs"]
+mod rss;
 
 const USAGE: &str = "usage:
   fanout run [-n DPS] [--size GZIPPED_BYTES] [--runs R] [--connectors K] [--protocol wrpc|json]
@@ -64,6 +66,8 @@ struct Flags {
     size: usize,
     runs: usize,
     connectors: usize,
+    /// Seconds to stay up, idle, after the idle measurement (to inspect the processes).
+    hold: u64,
     /// What the lean DPs speak: `wrpc` (default) or `json`.
     protocol: Protocol,
     addr: String,
@@ -78,6 +82,7 @@ impl Flags {
             size: 1024 * 1024,
             runs: 5,
             connectors: 4,
+            hold: 0,
             protocol: Protocol::Wrpc,
             addr: String::new(),
             cert: String::new(),
@@ -98,6 +103,7 @@ impl Flags {
                 "--size" => f.size = num()?,
                 "--runs" => f.runs = num()?,
                 "--connectors" => f.connectors = num()?.max(1),
+                "--hold" => f.hold = num()? as u64,
                 "--protocol" => {
                     f.protocol = match value.as_str() {
                         "wrpc" => Protocol::Wrpc,
@@ -135,6 +141,7 @@ fn run(f: &Flags) -> Result<(), String> {
     let events = cp.events();
     std::thread::sleep(Duration::from_millis(200));
     let (rss_cp, threads_cp) = proc_status();
+    let kinds_cp = rss::Rss::now();
     println!(
         "{}",
         json!({"event": "cp-started", "rss_kib": rss_cp, "threads": threads_cp,
@@ -185,13 +192,24 @@ fn run(f: &Flags) -> Result<(), String> {
     // Let connection setup garbage settle before measuring the idle footprint.
     std::thread::sleep(Duration::from_secs(2));
     let (rss_idle, threads_idle) = proc_status();
+    let kinds_idle = rss::Rss::now();
     let per_dp = (rss_idle.saturating_sub(rss_cp) as f64 * 1024.0 / f.n.max(1) as f64).round();
     println!(
         "{}",
         json!({"event": "idle", "dps": f.n, "connect_seconds": (connect_secs * 100.0).round() / 100.0,
                "cp_rss_kib": rss_idle, "cp_threads": threads_idle,
-               "cp_rss_bytes_per_dp": per_dp, "cp_threads_per_dp": (threads_idle - threads_cp) as f64 / f.n.max(1) as f64})
+               "cp_rss_bytes_per_dp": per_dp, "cp_threads_per_dp": (threads_idle - threads_cp) as f64 / f.n.max(1) as f64,
+               "cp_rss_bytes_per_dp_by_kind": kinds_idle.per(&kinds_cp, f.n)})
     );
+    if f.hold > 0 {
+        eprintln!(
+            "fanout: holding for {} s: CP pid {}, DP process pid {}",
+            f.hold,
+            std::process::id(),
+            child.id()
+        );
+        std::thread::sleep(Duration::from_secs(f.hold));
+    }
 
     let mut times = Vec::new();
     for (r, cfg) in configs.into_iter().enumerate() {

@@ -211,3 +211,67 @@ fn records_after_the_peers_close_notify_end_the_channel_instead_of_spinning() {
     }
     assert!(channel.ended().is_some());
 }
+
+/// What an idle connection's reader holds while it waits for the socket is small, before
+/// and after a 1 MiB message; while that message is in flight it holds the read buffer
+/// and the message's own buffer, and lets both go once the message is whole.
+#[test]
+fn a_reader_lets_its_big_buffers_go_once_a_1_mib_message_is_whole() {
+    use std::io::Write;
+
+    use dpspec::channel::frame::{apply_mask, write_header};
+    use dpspec::channel::Channel;
+    use support::wait;
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    support::init_logs();
+    let patience = Duration::from_secs(20);
+    let ((client_tls, client_sock), (server_tls, server_sock)) = support::pair::tls_sessions();
+    let (server, reader) =
+        Channel::new(server_tls, server_sock, Vec::new(), Role::Server, cfg()).unwrap();
+    let (_reader, rx) = reader.spawn_queue(4).unwrap();
+    let mut client = rustls::StreamOwned::new(client_tls, client_sock);
+    // The reader announces nothing as it goes back to waiting on the socket; its buffers
+    // are what it held when it last did.
+    let waiting =
+        |cond: &dyn Fn(usize) -> bool| wait::until(patience, || cond(server.reader_buffers()));
+
+    assert!(waiting(&|held| held > 0), "the reader never waited");
+    let idle = server.reader_buffers();
+    assert!(idle <= 4096, "an idle reader holds {idle} bytes");
+
+    let payload: Vec<u8> = (0..1usize << 20).map(|i| (i * 7 % 251) as u8).collect();
+    let mask = [9, 8, 7, 6];
+    let mut frame = Vec::new();
+    write_header(
+        &mut frame,
+        OpCode::Data(Data::Binary),
+        payload.len(),
+        Some(mask),
+    );
+    let start = frame.len();
+    frame.extend_from_slice(&payload);
+    apply_mask(&mut frame[start..], mask, 0);
+
+    // Half the message: the reader waits for the rest with the message's own buffer and
+    // a read buffer of a TLS record.
+    let half = frame.len() / 2;
+    client.write_all(&frame[..half]).unwrap();
+    client.flush().unwrap();
+    assert!(
+        waiting(&|held| held > payload.len() + 16 * 1024),
+        "mid-message the reader holds {} bytes",
+        server.reader_buffers()
+    );
+    client.write_all(&frame[half..]).unwrap();
+    client.flush().unwrap();
+    let got = next_message(&rx);
+    assert!(got == payload, "the 1 MiB message differs");
+    drop(got);
+    assert!(
+        waiting(&|held| held == idle),
+        "after the message the reader holds {} bytes, {idle} before it",
+        server.reader_buffers()
+    );
+    drop(client);
+}

@@ -273,3 +273,96 @@ fn bind_refuses_a_bad_configuration() {
         );
     }
 }
+
+/// This thread's id in the kernel (Linux), from `/proc/thread-self`.
+#[cfg(target_os = "linux")]
+fn kernel_tid() -> String {
+    let link = std::fs::read_link("/proc/thread-self").unwrap();
+    link.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// Hands each upgraded connection to a fresh thread that reports itself and waits to be
+/// released; reports the connection thread, after the hand-off returned.
+#[cfg(target_os = "linux")]
+struct HandsOff {
+    seen: crossbeam_channel::Sender<(&'static str, String, Option<String>)>,
+    release: crossbeam_channel::Receiver<()>,
+}
+
+#[cfg(target_os = "linux")]
+impl dpspec::upgrade::UpgradeHandler for HandsOff {
+    fn upgraded(&self, up: dpspec::upgrade::Upgraded) {
+        let (seen, release) = (self.seen.clone(), self.release.clone());
+        let connection = (
+            kernel_tid(),
+            std::thread::current().name().map(String::from),
+        );
+        up.hand_off.run(move || {
+            let name = std::thread::current().name().map(String::from);
+            let _ = seen.send(("fresh", kernel_tid(), name));
+            let _ = release.recv();
+            drop(up.sock);
+        });
+        let _ = self
+            .seen
+            .send(("connection thread returned", connection.0, connection.1));
+    }
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_handed_off_connection_runs_on_a_fresh_thread_that_shutdown_joins() {
+    use dpspec::http::Listener;
+    use dpspec::upgrade::{self, Endpoint, WRPC_PATH};
+
+    support::init_logs();
+    let (seen_tx, seen) = crossbeam_channel::unbounded();
+    let (release_tx, release) = crossbeam_channel::bounded::<()>(0);
+    let handler = Arc::new(HandsOff {
+        seen: seen_tx,
+        release,
+    });
+    let (server_tls, client_tls) = support::tls_pair::pki();
+    let config =
+        ServerConfig::new(CP_ID).route(WRPC_PATH, upgrade::route(Endpoint::wrpc(), handler));
+    let mut listener = Listener::bind("127.0.0.1:0", server_tls, config).unwrap();
+    let opts = dpspec::upgrade::DialOptions::new(
+        "127.0.0.1",
+        listener.local_addr().port(),
+        client_tls,
+        dp_node(),
+    );
+    let dialed = dial(&opts, &UpgradeTarget::wrpc()).unwrap();
+
+    // Both report while the fresh thread still runs: the hand-off did not wait for it.
+    let mut reports: Vec<_> = (0..2)
+        .map(|_| seen.recv_timeout(PATIENCE).unwrap())
+        .collect();
+    reports.sort();
+    let [(returned, connection_tid, connection_name), (fresh, fresh_tid, fresh_name)] =
+        <[_; 2]>::try_from(reports).unwrap();
+    assert_eq!((returned, fresh), ("connection thread returned", "fresh"));
+    assert_ne!(
+        connection_tid, fresh_tid,
+        "the work ran on the connection thread"
+    );
+    assert_eq!(connection_name, fresh_name);
+    assert!(
+        fresh_name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("dpspec-conn-")),
+        "{fresh_name:?}"
+    );
+
+    // Shutdown joins the fresh thread (it ends once released) and the connection thread.
+    let shutdown = std::thread::spawn(move || listener.shutdown());
+    drop(release_tx);
+    shutdown.join().unwrap();
+    for tid in [connection_tid, fresh_tid] {
+        assert!(
+            !std::path::Path::new(&format!("/proc/self/task/{tid}")).exists(),
+            "thread {tid} still runs after shutdown"
+        );
+    }
+    drop(dialed);
+}

@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use dpspec::channel::{Channel, ChannelConfig, CloseRequest, Ended, MessageSink, Role};
 use dpspec::http::NodeIdentity;
-use dpspec::services::config::{ReportMetadataRequest, SyncConfigResponse};
+use dpspec::services::config::{PingCPRequest, ReportMetadataRequest, SyncConfigResponse};
 use dpspec::services::negotiation::{check_response, dp_request};
-use dpspec::services::{NegotiateServices, ReportMetadata, SyncConfig};
+use dpspec::services::{NegotiateServices, PingCP, ReportMetadata, SyncConfig};
 use dpspec::tls::{ClientTls, Identity, TrustMode};
 
 use dpspec::upgrade::{dial, DialOptions, UpgradeTarget};
@@ -393,5 +393,11 @@ pub fn connect_dp(
     check_response(&answer).map_err(|e| format!("NegotiateServices: {e}"))?;
     peer.call::<ReportMetadata>(&ReportMetadataRequest { plugins: vec![] })
         .map_err(|e| format!("ReportMetadata: {e}"))?;
+    // As Kong's DPs do at once after ReportMetadata: the CP serves it on the reader, so
+    // the idle figures include that path.
+    peer.call::<PingCP>(&PingCPRequest {
+        hash: "0".repeat(32),
+    })
+    .map_err(|e| format!("PingCP: {e}"))?;
     Ok(peer)
 }

@@ -246,6 +246,11 @@ impl Decoder {
         self.input.len() - self.start + direct
     }
 
+    /// Bytes of buffer held: the input's and a big frame's own.
+    pub fn reserved(&self) -> usize {
+        self.input.capacity() + self.direct.as_ref().map_or(0, |d| d.payload.capacity())
+    }
+
     /// Releases buffer memory held by an idle decoder.
     pub fn shrink(&mut self) {
         if self.pending() == 0 {
@@ -625,13 +630,6 @@ mod tests {
             "capacity {} after a header alone",
             d.input.capacity()
         );
-    }
-
-    impl Decoder {
-        /// Bytes of buffer held, the input's and a direct frame's.
-        fn reserved(&self) -> usize {
-            self.input.capacity() + self.direct.as_ref().map_or(0, |d| d.payload.capacity())
-        }
     }
 
     #[test]

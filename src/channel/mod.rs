@@ -335,6 +335,9 @@ struct Shared {
     /// The reader queued frames while corked.
     corked_pending: AtomicBool,
     masks: Mutex<Masks>,
+    /// Bytes of read buffers the reader held when it last waited for the socket (its
+    /// socket buffer and the frame decoder's), for tests of what an idle connection costs.
+    reader_buffers: AtomicUsize,
 }
 
 /// A handle for sending on and closing a channel. Cheap to clone; every clone is the same
@@ -395,6 +398,7 @@ impl Channel {
                 corked: AtomicBool::new(false),
                 corked_pending: AtomicBool::new(false),
                 masks: Mutex::new(Masks::default()),
+                reader_buffers: AtomicUsize::new(0),
             });
             let channel = Channel { shared };
             let reader = Reader::new(channel.clone(), sock, leftover, role, done_tx);
@@ -611,6 +615,14 @@ impl Channel {
                 Ok((ob, _)) => ob,
                 Err(poisoned) => poisoned.into_inner().0,
             };
+        }
+    }
+
+    internal_fn! {
+        /// Bytes of read buffers the reader held when it last waited for the socket: its
+        /// socket buffer and the frame decoder's. 0 before the reader first waits.
+        fn reader_buffers(&self) -> usize {
+            self.shared.reader_buffers.load(Ordering::Relaxed)
         }
     }
 

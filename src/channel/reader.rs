@@ -11,8 +11,15 @@ use crossbeam_channel::{Receiver, Sender};
 use super::frame::{close_code, Decoder, Frame, Role};
 use super::{lock, Channel, ChannelError, CloseRequest, Ended, MessageSink, Pong, QueueSink};
 
-/// Bytes read from the socket per system call.
+/// Bytes read from the socket per system call while bytes flow: a whole TLS record and
+/// some.
 const READ_CHUNK: usize = 16 * 1024 + 512;
+
+/// The buffer an idle connection waits on. A connection spends nearly all its life
+/// waiting for its next ping, so this is what each of thousands of idle connections
+/// holds: small, yet big enough for a ping or a request with its TLS record (a read
+/// that fills it is followed by reads of [`READ_CHUNK`] until the message is whole).
+const IDLE_READ: usize = 1024;
 
 /// Stack of a reader thread: it decrypts, decodes frames and runs the sink, none of which
 /// recurses deeply. Small stacks keep thousands of connections cheap.
@@ -108,7 +115,9 @@ impl Reader {
         }
         // After a framing violation the byte stream cannot be trusted: only wait for EOF.
         let mut desynced = false;
-        let mut raw = vec![0u8; READ_CHUNK];
+        let mut raw = ReadBuffer::default();
+        // Whether the last read filled its buffer: more is probably waiting.
+        let mut filled = false;
         loop {
             self.channel.cork();
             while !desynced {
@@ -140,13 +149,21 @@ impl Reader {
                 // Whatever the peer sent before its close_notify has been handled.
                 return self.eof("the peer ended TLS (close_notify) without a close frame");
             }
-            if self.decoder.pending() == 0 {
+            // Between messages with nothing more waiting: wait on small buffers.
+            let idle = !filled && self.decoder.pending() == 0;
+            if idle {
                 self.decoder.shrink();
             }
-            match (&*self.sock).read(&mut raw) {
+            let buf = raw.get(idle);
+            self.channel.shared.reader_buffers.store(
+                buf.len() + self.decoder.reserved(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            match (&*self.sock).read(buf) {
                 Ok(0) => return self.eof("the peer closed the connection without a close frame"),
                 Ok(n) => {
-                    if let Err(ended) = self.feed(&raw[..n]) {
+                    filled = n == buf.len();
+                    if let Err(ended) = self.feed(&buf[..n]) {
                         return ended;
                     }
                 }
@@ -302,5 +319,24 @@ impl Reader {
         let _ = self
             .sock
             .set_read_timeout(Some(timeout.max(std::time::Duration::from_millis(1))));
+    }
+}
+
+/// The reader's socket buffer: [`IDLE_READ`] bytes while the connection is idle,
+/// [`READ_CHUNK`] while bytes flow. The big one is let go as soon as a message is whole
+/// and nothing more waits, so an idle connection never holds it (and no timer is needed
+/// to give it back).
+#[derive(Default)]
+struct ReadBuffer(Vec<u8>);
+
+impl ReadBuffer {
+    /// The buffer for the next read: the small one when `idle`, else the big one.
+    fn get(&mut self, idle: bool) -> &mut [u8] {
+        let size = if idle { IDLE_READ } else { READ_CHUNK };
+        if self.0.len() != size {
+            // A fresh buffer rather than a resize: shrinking in place keeps the memory.
+            self.0 = vec![0u8; size];
+        }
+        &mut self.0
     }
 }

@@ -133,7 +133,8 @@ fn frame(config: &CurrentConfig) -> Option<&EncodedReconfigure> {
         .as_ref()
 }
 
-/// Serves one connection on this thread until it ends.
+/// Sets one connection up on this thread, then serves it on a fresh one until it ends
+/// (see [`HandOff`](crate::http::HandOff)).
 pub(crate) fn run(shared: &Arc<Shared>, up: Upgraded) {
     let Some(session::Opened {
         conn,
@@ -141,6 +142,7 @@ pub(crate) fn run(shared: &Arc<Shared>, up: Upgraded) {
         addr,
         channel,
         reader,
+        hand_off,
     }) = session::open(shared, up, &shared.json_channel)
     else {
         return;
@@ -170,8 +172,11 @@ pub(crate) fn run(shared: &Arc<Shared>, up: Upgraded) {
         version: node.version.clone(),
         ready: false,
     };
-    let ended = reader.run(sink);
-    session::ended(shared, conn, &node.node_id, &ended);
+    let shared = shared.clone();
+    hand_off.run(move || {
+        let ended = reader.run(sink);
+        session::ended(&shared, conn, &node.node_id, &ended);
+    });
 }
 
 /// Closes `conn` if no ping came within the ping timeout; a timer task that looks at the

@@ -13,7 +13,7 @@ use super::push::{self, Link};
 use super::registry::{Entry, NodeInfo, PushOutcome};
 use super::{Shared, CLOSE_POLICY};
 use crate::channel::{Channel, ChannelConfig, Ended, Reader, Role};
-use crate::http::NodeIdentity;
+use crate::http::{HandOff, NodeIdentity};
 use crate::services::gate::SyncStatus;
 use crate::upgrade::{Rejection, UpgradeHandler, UpgradeRequest, Upgraded};
 use crate::Protocol;
@@ -81,6 +81,8 @@ pub(crate) struct Opened {
     pub(crate) addr: SocketAddr,
     pub(crate) channel: Channel,
     pub(crate) reader: Reader,
+    /// Serves the connection on a fresh thread once it is set up.
+    pub(crate) hand_off: HandOff,
 }
 
 /// Gives an upgraded connection its id and its channel (settings `base`, labelled for
@@ -96,6 +98,7 @@ pub(crate) fn open(shared: &Shared, up: Upgraded, base: &ChannelConfig) -> Optio
             addr: up.peer_addr,
             channel,
             reader,
+            hand_off: up.hand_off,
         }),
         Err(e) => {
             log::warn!(
@@ -238,6 +241,10 @@ pub(crate) fn ping(shared: &Arc<Shared>, conn: u64, hash: String) {
 }
 
 /// Connection `conn` of `node_id` has ended: forget it, log and emit `DpDisconnected`.
+/// Never inlined: it runs once, last, on the connection's thread, and inlined its
+/// locals would sit in the frame under the reader all the connection's life, deepening
+/// the stack every idle connection keeps resident.
+#[inline(never)]
 pub(crate) fn ended(shared: &Shared, conn: u64, node_id: &str, ended: &Ended) {
     shared.registry.remove(conn);
     log::info!("data plane {node_id} (connection {conn}) disconnected: {ended}");

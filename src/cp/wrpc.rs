@@ -205,7 +205,8 @@ fn complete(shared: &Arc<Shared>, conn: u64, node_id: &str, version: u64, answer
     push::finish(shared, conn, version, outcome, Some(event));
 }
 
-/// Serves one connection on this thread until it ends.
+/// Sets one connection up on this thread, then serves it on a fresh one until it ends
+/// (see [`HandOff`](crate::http::HandOff)).
 pub(crate) fn run(shared: &Arc<Shared>, up: Upgraded) {
     let Some(session::Opened {
         conn,
@@ -213,6 +214,7 @@ pub(crate) fn run(shared: &Arc<Shared>, up: Upgraded) {
         addr,
         channel,
         reader,
+        hand_off,
     }) = session::open(shared, up, &shared.channel)
     else {
         return;
@@ -248,8 +250,11 @@ pub(crate) fn run(shared: &Arc<Shared>, up: Upgraded) {
         drop(reader);
         return;
     }
-    let ended = peer.serve(reader);
-    session::ended(shared, conn, &node.node_id, &ended);
+    let shared = shared.clone();
+    hand_off.run(move || {
+        let ended = peer.serve(reader);
+        session::ended(&shared, conn, &node.node_id, &ended);
+    });
 }
 
 fn negotiate(

@@ -6,10 +6,12 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::StreamOwned;
 
+use super::handoff::HandOff;
 use super::head::{read_request_head, RequestHead};
 use super::listener::Inner;
 use super::server::{
@@ -20,7 +22,8 @@ use super::{body_length, drain_plaintext, read_body, BodyLength, HttpError};
 use crate::deadline::{set_timeouts, Timed};
 use crate::tls;
 
-/// Marks a connection thread as done when it ends, even by a panic.
+/// Marks a connection thread as done when it ends, even by a panic: unless it handed its
+/// connection to another thread ([`HandOff`]), which then serves it and marks it done.
 pub(super) struct Finished<'a> {
     pub(super) inner: &'a Inner,
     pub(super) id: u64,
@@ -31,6 +34,10 @@ impl Drop for Finished<'_> {
         let mut conns = self.inner.conns();
         self.inner.handshake_done(&mut conns, self.id);
         if let Some(c) = conns.map.get_mut(&self.id) {
+            let me = std::thread::current().id();
+            if c.thread.as_ref().is_some_and(|t| t.thread().id() != me) {
+                return; // handed on: the thread recorded now is the one serving it
+            }
             c.sock = None;
             conns.finished.push(self.id);
         }
@@ -40,7 +47,7 @@ impl Drop for Finished<'_> {
 type Stream = StreamOwned<rustls::ServerConnection, Timed>;
 
 pub(super) fn serve(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     id: u64,
     sock: TcpStream,
     peer: SocketAddr,
@@ -105,7 +112,7 @@ pub(super) fn serve(
 }
 
 fn serve_switch(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     id: u64,
     mut stream: Stream,
     head: RequestHead,
@@ -186,6 +193,7 @@ fn serve_switch(
         leftover,
         peer_addr: peer,
         head,
+        hand_off: HandOff::new(inner, id, peer),
     });
 }
 

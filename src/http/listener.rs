@@ -37,13 +37,18 @@ pub(super) struct Conns {
     pub(super) finished: Vec<u64>,
     /// Connections in the TLS handshake or HTTP head phase.
     handshaking: usize,
+    /// Connection threads that handed their upgraded connection to a fresh thread
+    /// ([`HandOff`]) and end: joined at the next accept or at shutdown.
+    pub(super) retired: Vec<JoinHandle<()>>,
 }
 
 pub(super) struct Conn {
     /// A handle on the socket while the connection is in the HTTP phase, to unblock it at
     /// shutdown; `None` once handed to a switch route.
     pub(super) sock: Option<TcpStream>,
-    thread: Option<JoinHandle<()>>,
+    /// The thread serving the connection: its connection thread, or the one that thread
+    /// handed it to.
+    pub(super) thread: Option<JoinHandle<()>>,
     /// Counted in [`Conns::handshaking`].
     handshaking: bool,
 }
@@ -169,13 +174,21 @@ impl Listener {
     /// the route's handler return), or this blocks until they end. Idempotent.
     pub fn shutdown(&mut self) {
         self.stop_accepting();
-        let threads: Vec<JoinHandle<()>> = {
-            let mut conns = self.inner.conns();
-            conns.finished.clear();
-            conns.map.drain().filter_map(|(_, c)| c.thread).collect()
-        };
-        for t in threads {
-            let _ = t.join();
+        loop {
+            // A thread joined here may hand its connection on meanwhile: look again.
+            let threads: Vec<JoinHandle<()>> = {
+                let mut conns = self.inner.conns();
+                conns.finished.clear();
+                let mut threads = std::mem::take(&mut conns.retired);
+                threads.extend(conns.map.drain().filter_map(|(_, c)| c.thread));
+                threads
+            };
+            if threads.is_empty() {
+                break;
+            }
+            for t in threads {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -285,9 +298,12 @@ fn reap(inner: &Inner) {
     let threads: Vec<JoinHandle<()>> = {
         let mut conns = inner.conns();
         let done = std::mem::take(&mut conns.finished);
-        done.iter()
-            .filter_map(|id| conns.map.remove(id).and_then(|c| c.thread))
-            .collect()
+        let mut threads = std::mem::take(&mut conns.retired);
+        threads.extend(
+            done.iter()
+                .filter_map(|id| conns.map.remove(id).and_then(|c| c.thread)),
+        );
+        threads
     };
     for t in threads {
         let _ = t.join();
@@ -333,7 +349,11 @@ fn spawn_conn(
     match spawned {
         Ok(t) => {
             if let Some(c) = conns.map.get_mut(&id) {
-                c.thread = Some(t);
+                match c.thread {
+                    // It has already handed its connection on (see HandOff::run).
+                    Some(_) => conns.retired.push(t),
+                    None => c.thread = Some(t),
+                }
             }
             Ok(())
         }

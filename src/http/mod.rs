@@ -18,6 +18,8 @@ internal! {
 }
 #[cfg(feature = "cp")]
 mod conn;
+#[cfg(feature = "cp")]
+mod handoff;
 internal! { mod head; }
 #[cfg(feature = "cp")]
 mod listener;
@@ -47,6 +49,8 @@ pub use node::{NodeIdentity, HEADER_HOSTNAME, HEADER_NODE_ID, HEADER_VERSION, MA
 #[cfg(feature = "cp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 pub use server::{HttpHandler, Request, Response, Route, ServerConfig, DEFAULT_MAX_HANDSHAKES};
+#[cfg(feature = "cp")]
+internal_use!(handoff::HandOff);
 #[cfg(feature = "cp")]
 internal_use!(server::{Switch, SwitchHandler, Switched});
 

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 
+use super::handoff::HandOff;
 use super::head::{
     push_header, reason_phrase, valid_header_name, valid_header_value, HttpLimits, RequestHead,
 };
@@ -173,6 +174,9 @@ pub struct Switched {
     pub peer_addr: SocketAddr,
     /// The request's head.
     pub head: RequestHead,
+    /// Moves the rest of the connection's life off the connection thread, whose stack
+    /// the handshake made deep (see [`HandOff`]).
+    pub hand_off: HandOff,
 }
 
 /// How the listener serves: [`ServerConfig::new`] with the CP's node id, then the
@@ -234,8 +238,11 @@ impl ServerConfig {
         self
     }
 
-    /// The stack size of each connection thread, which also runs an upgraded
-    /// connection's handler. Default 256 KiB.
+    /// The stack size of each connection thread, which runs the TLS handshake, the HTTP
+    /// head, plain handlers and an upgraded connection's handler. Default 256 KiB (of
+    /// virtual memory: only the pages a thread touches are resident). The control plane
+    /// moves each upgraded connection to a fresh thread once it is set up, so that the
+    /// pages the handshake touched are let go; that thread gets this and 64 KiB more.
     pub fn conn_stack_size(mut self, bytes: usize) -> Self {
         self.conn_stack_size = bytes;
         self

@@ -10,7 +10,8 @@ use crate::channel::{Channel, ChannelConfig, ChannelError, Reader, Role};
 use crate::http::head::{push_header, reason_phrase, valid_header_value};
 use crate::http::server::response_bytes;
 use crate::http::{
-    NodeIdentity, RequestHead, Response, Route, Switch, SwitchHandler, Switched, HEADER_HOSTNAME,
+    HandOff, NodeIdentity, RequestHead, Response, Route, Switch, SwitchHandler, Switched,
+    HEADER_HOSTNAME,
     HEADER_NODE_ID, HEADER_VERSION, MAX_IDENTITY_LEN,
 };
 
@@ -104,6 +105,8 @@ internal_fields! {
         head: RequestHead,
         /// The subprotocol answered in the `101`, if any.
         subprotocol: Option<String>,
+        /// Moves the rest of the connection's life to a fresh thread (see [`HandOff`]).
+        hand_off: HandOff,
     }
 }
 
@@ -185,6 +188,7 @@ impl SwitchHandler for WebSocketRoute {
                     peer_addr: sw.peer_addr,
                     head: sw.head,
                     subprotocol: req.subprotocol,
+                    hand_off: sw.hand_off,
                 })
             }),
         })

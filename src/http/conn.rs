@@ -70,6 +70,11 @@ pub(super) fn serve(
         );
         return;
     }
+    let kind = match session.handshake_kind() {
+        Some(rustls::HandshakeKind::Resumed) => &inner.resumed_handshakes,
+        _ => &inner.full_handshakes,
+    };
+    kind.fetch_add(1, Ordering::Relaxed);
     let mut stream = StreamOwned::new(session, timed);
     let (head, leftover) = match read_request_head(&mut stream, &cfg.limits) {
         Ok(read) => read,

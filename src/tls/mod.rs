@@ -22,6 +22,8 @@ mod error;
 mod pem;
 #[cfg(feature = "cp")]
 mod server;
+#[cfg(feature = "cp")]
+mod tickets;
 mod validity;
 mod verify;
 
@@ -35,6 +37,9 @@ internal_use!(server::peer_certificate);
 #[cfg(feature = "cp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 pub use server::{ClientAuth, ServerTls};
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
+pub use tickets::{SessionTickets, TicketSecret, DEFAULT_TICKET_ROTATION};
 
 /// The server name Kong uses in shared mode for SNI and verification.
 pub const KONG_SERVER_NAME: &str = "kong_clustering";
@@ -97,7 +102,8 @@ internal_fn! {
         conn: &mut rustls::ServerConnection,
         sock: &mut (impl Read + Write),
     ) -> Result<(), TlsError> {
-        drive(&mut **conn, sock, Side::Server)
+        drive(&mut **conn, sock, Side::Server)?;
+        server::check_resumed(conn)
     }
 }
 

@@ -83,6 +83,11 @@ internal_fn! {
     /// out of time gives [`TlsError::Timeout`]. With TLS 1.3 the server checks our client certificate after we
     /// have sent our last handshake message, so its refusal can also show up on the first
     /// read afterwards (map it with `TlsError::from_rustls`).
+    ///
+    /// Our last handshake message (the client Finished) is left queued: the first request
+    /// goes out with it in one write ([`write_with_pending`]), or a `rustls::Stream`
+    /// sends it before anything else. The server waits for it, so write (or read
+    /// through a `Stream`) next.
     fn client_handshake(
         conn: &mut rustls::ClientConnection,
         sock: &mut (impl Read + Write),
@@ -97,7 +102,9 @@ internal_fn! {
     ///
     /// A refused client certificate ends the handshake with a TLS alert sent to the client,
     /// before any HTTP byte is read. The caller bounds the socket as for
-    /// [`client_handshake`].
+    /// [`client_handshake`]. With TLS 1.3 the session tickets sent after the handshake are
+    /// left queued, to go out with the first response ([`write_with_pending`]); the
+    /// client does not wait for them.
     fn server_handshake(
         conn: &mut rustls::ServerConnection,
         sock: &mut (impl Read + Write),
@@ -107,12 +114,48 @@ internal_fn! {
     }
 }
 
+internal_fn! {
+    /// Queues `data` and writes it together with every TLS record that waits (the end of
+    /// a handshake that [`client_handshake`] or [`server_handshake`] left queued), in one
+    /// `writev` when the socket takes it all: a `rustls::Stream` would write what waits
+    /// first, as a segment (and a wake-up of the peer) of its own.
+    fn write_with_pending<D: SideData>(
+        conn: &mut ConnectionCommon<D>,
+        sock: &mut (impl Read + Write),
+        data: &[u8],
+    ) -> io::Result<()> {
+        conn.writer().write_all(data)?;
+        while conn.wants_write() {
+            match conn.write_tls(sock) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        sock.flush()
+    }
+}
+
+/// Whether the records that wait when the handshake is over may wait for the first write:
+/// a TLS 1.3 client's Finished (or a TLS 1.2 client's after a resumption: the server sent
+/// its own first), and a TLS 1.3 server's tickets. A TLS 1.2 server's last flight (its
+/// Finished) must go now: the client waits for it before it sends anything.
+fn may_wait<D: SideData>(conn: &ConnectionCommon<D>, side: Side) -> bool {
+    match side {
+        Side::Client => true,
+        Side::Server => conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3),
+    }
+}
+
 fn drive<D: SideData>(
     conn: &mut ConnectionCommon<D>,
     sock: &mut (impl Read + Write),
     side: Side,
 ) -> Result<(), TlsError> {
     loop {
+        if !conn.is_handshaking() && may_wait(conn, side) {
+            return Ok(());
+        }
         flush(conn, sock)?;
         if !conn.is_handshaking() {
             return Ok(());

@@ -191,6 +191,67 @@ fn pki_over_tls12_resumes_with_the_client_certificate() {
     );
 }
 
+#[test]
+fn our_client_resumes_over_tls12_and_its_last_message_goes_out_with_its_first_write() {
+    let kong = certs::kong_shared();
+    // A TLS 1.2-only server with tickets, built directly with rustls.
+    let id = identity(&kong);
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(id.chain, id.key)
+    .unwrap();
+    config.ticketer = rustls::crypto::ring::Ticketer::new().unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        (0..2)
+            .map(|_| {
+                let (mut sock, _) = listener.accept().unwrap();
+                sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                let mut conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                server_handshake(&mut conn, &mut sock).unwrap();
+                // The client's request: in a resumption its Finished comes last, queued by
+                // client_handshake until this write of the client's.
+                let mut got = [0u8; 4];
+                rustls::Stream::new(&mut conn, &mut sock)
+                    .read_exact(&mut got)
+                    .unwrap();
+                assert_eq!(&got, b"ping");
+                rustls::Stream::new(&mut conn, &mut sock)
+                    .write_all(GREETING)
+                    .unwrap();
+                let mut sink = [0u8; 64];
+                while matches!(sock.read(&mut sink), Ok(n) if n > 0) {}
+                conn.handshake_kind().unwrap()
+            })
+            .collect::<Vec<_>>()
+    });
+    let client = ClientTls::new(TrustMode::Pinned(der(&kong)), None).unwrap();
+    for want in [Full, Resumed] {
+        let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut conn = client.session(KONG_SERVER_NAME).unwrap();
+        client_handshake(&mut conn, &mut sock).unwrap();
+        dpspec::tls::write_with_pending(&mut conn, &mut sock, b"ping").unwrap();
+        let mut got = vec![0u8; GREETING.len()];
+        rustls::Stream::new(&mut conn, &mut sock)
+            .read_exact(&mut got)
+            .unwrap();
+        assert_eq!(got, GREETING);
+        assert_eq!(
+            conn.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_2)
+        );
+        assert_eq!(conn.handshake_kind(), Some(want));
+    }
+    assert_eq!(server.join().unwrap(), [Full, Resumed]);
+}
+
 /// One full handshake with `first`, then one connection to `second` (a new ServerTls, as a
 /// restarted CP builds): how did the second go?
 fn after_restart(first: ServerTls, second: ServerTls, client: &ClientTls, name: &str) -> Seen {

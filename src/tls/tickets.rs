@@ -35,7 +35,7 @@ use super::TlsError;
 /// shared memory, rotated every `ssl_session_timeout` (1 day by Kong's default) and lost
 /// when nginx restarts; Kong's data planes never offer a ticket (they connect with
 /// `sslhandshake(false, ...)`), so they gain nothing from either. This crate's
-/// [`DataPlane`](crate::dp::DataPlane) keeps its session across reconnects.
+/// `DataPlane` keeps its session across reconnects.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub enum SessionTickets {

@@ -350,24 +350,21 @@ fn with_tickets_off_every_connection_is_a_full_handshake() {
         .unwrap()
         .with_session_tickets(&SessionTickets::Off)
         .unwrap();
-    let (port, handle) = serve(server, 2);
-    let client = kong_client(&kong);
-    let kinds: Vec<_> = (0..2)
-        .map(|_| connect(port, &client, KONG_SERVER_NAME))
-        .collect();
-    assert_eq!(kinds, [Full, Full]);
-    let seen = ok(handle.join().unwrap());
-    assert!(seen.iter().all(|(k, _)| *k == Full), "{seen:?}");
+    two_full_handshakes(server, &kong_client(&kong));
 }
 
 #[test]
 fn a_client_without_resumption_never_offers_its_ticket() {
     let kong = certs::kong_shared();
     let server = ServerTls::new(identity(&kong), ClientAuth::Shared(None)).unwrap();
+    two_full_handshakes(server, &kong_client(&kong).without_resumption());
+}
+
+/// Two connections of `client` to `server`: both sides see two full handshakes.
+fn two_full_handshakes(server: ServerTls, client: &ClientTls) {
     let (port, handle) = serve(server, 2);
-    let client = kong_client(&kong).without_resumption();
     let kinds: Vec<_> = (0..2)
-        .map(|_| connect(port, &client, KONG_SERVER_NAME))
+        .map(|_| connect(port, client, KONG_SERVER_NAME))
         .collect();
     assert_eq!(kinds, [Full, Full]);
     let seen = ok(handle.join().unwrap());

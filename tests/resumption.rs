@@ -113,14 +113,20 @@ fn shared_mode_reconnect_resumes_and_keeps_the_client_certificate() {
     );
 }
 
-#[test]
-fn pki_resumed_sessions_keep_each_clients_own_certificate() {
+/// A cluster CA and a CP (`localhost`) that accepts the client certificates it signs.
+fn pki_server() -> (Ca, ServerTls) {
     let ca = Ca::new("cluster ca");
     let server = ServerTls::new(
         identity(&ca.server(&["localhost"])),
         ClientAuth::pki_pem(ca.pem.cert.as_bytes()).unwrap(),
     )
     .unwrap();
+    (ca, server)
+}
+
+#[test]
+fn pki_resumed_sessions_keep_each_clients_own_certificate() {
+    let (ca, server) = pki_server();
     let (a, b) = (ca.client("dp-a"), ca.client("dp-b"));
     let client = |p: &Pem| {
         ClientTls::new(
@@ -149,12 +155,7 @@ fn pki_resumed_sessions_keep_each_clients_own_certificate() {
 
 #[test]
 fn pki_over_tls12_resumes_with_the_client_certificate() {
-    let ca = Ca::new("cluster ca");
-    let server = ServerTls::new(
-        identity(&ca.server(&["localhost"])),
-        ClientAuth::pki_pem(ca.pem.cert.as_bytes()).unwrap(),
-    )
-    .unwrap();
+    let (ca, server) = pki_server();
     let dp = ca.client("dp-12");
     // A TLS 1.2-only client built directly with rustls.
     let mut roots = rustls::RootCertStore::empty();

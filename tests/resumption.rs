@@ -264,6 +264,14 @@ fn after_restart(first: ServerTls, second: ServerTls, client: &ClientTls, name: 
     handle.join().unwrap().pop().unwrap()
 }
 
+/// A CP in Kong's shared mode issuing `tickets`.
+fn kong_server(kong: &Pem, tickets: &SessionTickets) -> ServerTls {
+    ServerTls::new(identity(kong), ClientAuth::Shared(None))
+        .unwrap()
+        .with_session_tickets(tickets)
+        .unwrap()
+}
+
 fn secret(byte: u8) -> SessionTickets {
     SessionTickets::Shared(TicketSecret::new(&[byte; 48]).unwrap())
 }
@@ -271,12 +279,7 @@ fn secret(byte: u8) -> SessionTickets {
 #[test]
 fn a_restarted_server_with_the_same_secret_resumes() {
     let kong = certs::kong_shared();
-    let server = |tickets: &SessionTickets| {
-        ServerTls::new(identity(&kong), ClientAuth::Shared(None))
-            .unwrap()
-            .with_session_tickets(tickets)
-            .unwrap()
-    };
+    let server = |tickets: &SessionTickets| kong_server(&kong, tickets);
     let seen = after_restart(
         server(&secret(1)),
         server(&secret(1)),
@@ -289,12 +292,7 @@ fn a_restarted_server_with_the_same_secret_resumes() {
 #[test]
 fn a_restarted_server_with_rotating_keys_or_another_secret_does_a_full_handshake() {
     let kong = certs::kong_shared();
-    let server = |tickets: &SessionTickets| {
-        ServerTls::new(identity(&kong), ClientAuth::Shared(None))
-            .unwrap()
-            .with_session_tickets(tickets)
-            .unwrap()
-    };
+    let server = |tickets: &SessionTickets| kong_server(&kong, tickets);
     for (first, second) in [
         (SessionTickets::Rotating, SessionTickets::Rotating),
         (secret(1), secret(2)),

@@ -50,6 +50,15 @@ impl Write for Timed {
         self.sock.write(buf)
     }
 
+    /// One `writev` for all of `bufs`: rustls hands a handshake flight over as one buffer
+    /// per record (ServerHello, ChangeCipherSpec, the encrypted rest), and writing them
+    /// one by one made a segment, a wake-up of the peer and a timeout call each.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.sock
+            .set_write_timeout(Some(time_left(self.deadline)?))?;
+        self.sock.write_vectored(bufs)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         self.sock.flush()
     }

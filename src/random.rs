@@ -1,11 +1,14 @@
 //! Random values from the operating system, through ring (already in the tree for TLS):
-//! node ids and reconnect jitter.
+//! node ids, WebSocket masks and reconnect jitter.
+
+use ring::rand::SecureRandom;
 
 /// Fills `buf` with random bytes. Falls back to a clock-derived value only if the
 /// operating system's source fails, which ring reports as an error.
 pub(crate) fn fill(buf: &mut [u8]) {
-    let provider = rustls::crypto::ring::default_provider();
-    if provider.secure_random.fill(buf).is_err() {
+    // ring's SystemRandom is a zero-sized handle on getrandom(2): no provider to build
+    // (rustls's default_provider allocates its suite lists on every call).
+    if ring::rand::SystemRandom::new().fill(buf).is_err() {
         let mut x = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)

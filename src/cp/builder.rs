@@ -13,7 +13,7 @@ use crate::http::{HttpHandler, HttpLimits};
 use crate::outlet::{DEFAULT_JSON_CP_VERSION, DEFAULT_MAX_FRAME, LIVENESS_TIMEOUT};
 use crate::services::config::PluginVersion;
 use crate::services::negotiation::{NegotiationPolicy, OfferedService};
-use crate::tls::{ClientAuth, Identity};
+use crate::tls::{ClientAuth, Identity, SessionTickets};
 use crate::wrpc::{RequestRate, DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_PENDING_REQUESTS};
 use crate::{Error, Result};
 
@@ -27,6 +27,7 @@ pub struct ControlPlaneBuilder {
     pub(crate) listen: String,
     pub(crate) identity: Option<Identity>,
     pub(crate) client_auth: ClientAuth,
+    pub(crate) session_tickets: SessionTickets,
     pub(crate) node_id: Option<String>,
     pub(crate) offered: Vec<OfferedService>,
     pub(crate) kong_version: String,
@@ -75,6 +76,7 @@ impl Default for ControlPlaneBuilder {
             listen: "0.0.0.0:8005".into(),
             identity: None,
             client_auth: ClientAuth::Shared(None),
+            session_tickets: SessionTickets::Rotating,
             node_id: None,
             offered: policy.offered,
             kong_version: DEFAULT_JSON_CP_VERSION.into(),
@@ -128,6 +130,23 @@ impl ControlPlaneBuilder {
     /// certificate.
     pub fn client_auth(mut self, auth: ClientAuth) -> Self {
         self.client_auth = auth;
+        self
+    }
+
+    /// How TLS session tickets are issued, so that a data plane that reconnects resumes
+    /// its session instead of doing a full handshake. Default
+    /// [`SessionTickets::Rotating`]: keys made by this process, rotated every 6 hours;
+    /// after a restart every data plane does a full handshake. Give every start (and
+    /// every node behind one address) the same [`SessionTickets::Shared`] secret for a
+    /// restart storm to be paid in resumed handshakes (the secret is as sensitive as the
+    /// cluster's keys: see [`TicketSecret`](crate::tls::TicketSecret)).
+    /// [`SessionTickets::Off`]: every connection does a full handshake.
+    ///
+    /// Kong's control plane issues tickets with keys that nginx rotates and loses at
+    /// restart, and Kong's data planes never resume: this matters for data planes built
+    /// on this crate, which keep their session across reconnects.
+    pub fn session_tickets(mut self, tickets: SessionTickets) -> Self {
+        self.session_tickets = tickets;
         self
     }
 

@@ -142,7 +142,7 @@ impl ControlPlane {
     pub(crate) fn start(b: ControlPlaneBuilder) -> Result<ControlPlane> {
         let node_id = b.node_id.unwrap_or_else(crate::random::uuid_v4);
         let identity = b.identity.expect("checked by ControlPlaneBuilder::start");
-        let tls = ServerTls::new(identity, b.client_auth)?;
+        let tls = ServerTls::new(identity, b.client_auth)?.session_tickets(&b.session_tickets)?;
         let shared = Arc::new(Shared {
             policy: NegotiationPolicy {
                 cp_node_id: node_id.clone(),
@@ -283,6 +283,16 @@ impl ControlPlane {
     /// of them); when nobody reads, new events are dropped rather than kept.
     pub fn events(&self) -> Receiver<CpEvent> {
         self.shared.events.receiver()
+    }
+
+    internal_fn! {
+        /// TLS handshakes completed so far: (full, resumed from a session ticket). Zeros
+        /// once shut down.
+        fn tls_handshakes(&self) -> (u64, u64) {
+            lock(&self.listener)
+                .as_ref()
+                .map_or((0, 0), |l| l.handshakes())
+        }
     }
 
     /// How many events were dropped because the queue was full.

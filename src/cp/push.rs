@@ -85,6 +85,24 @@ pub(crate) fn push_all(shared: &Arc<Shared>) {
 
 /// Starts a push job for `conn` unless one runs (that one will see the newest config).
 pub(crate) fn schedule(shared: &Arc<Shared>, conn: u64) {
+    if claim(shared, conn) {
+        submit(shared, conn);
+    }
+}
+
+/// [`schedule`], with the first step run on this thread rather than a push worker: for a
+/// wRPC data plane that has just reported its metadata, on its reader. The step never
+/// waits and a wRPC push only queues a message already encoded, so the SyncConfig goes
+/// out with the ReportMetadata answer, without a hand-off to a worker (in a reconnect
+/// storm, once per data plane, while the workers compete with every handshake).
+pub(crate) fn schedule_here(shared: &Arc<Shared>, conn: u64) {
+    if claim(shared, conn) {
+        run(shared, conn, None);
+    }
+}
+
+/// Marks `conn` as pushing, unless it is already or has not reported its metadata.
+fn claim(shared: &Shared, conn: u64) -> bool {
     let start = shared.registry.update(conn, |e| {
         if e.pushing || !e.info.metadata_reported {
             return false;
@@ -93,9 +111,7 @@ pub(crate) fn schedule(shared: &Arc<Shared>, conn: u64) {
         e.deferred = false;
         true
     });
-    if start == Some(true) {
-        submit(shared, conn);
-    }
+    start == Some(true)
 }
 
 /// Queues the next push step of `conn` (whose `pushing` is set) on the push workers.

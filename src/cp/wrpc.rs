@@ -221,7 +221,10 @@ pub(crate) fn run(shared: &Arc<Shared>, up: Upgraded) {
     };
     let services = Services::new();
     let weak = Arc::downgrade(shared);
-    services.handle::<NegotiateServices, _>(move |ctx, req| {
+    // Inline, on the reader: negotiation only reads the policy and records the outcome
+    // (it never waits), and every data plane sends it once per connection, so in a
+    // reconnect storm a worker hand-off here is two thread wake-ups per data plane.
+    services.handle_inline::<NegotiateServices, _>(move |ctx, req| {
         let shared = weak
             .upgrade()
             .ok_or_else(|| HandlerError::new("shutting down"))?;
@@ -320,10 +323,11 @@ fn negotiate(
 
 /// Serves the config service on this connection: GetCapabilities, PingCP and
 /// ReportMetadata; SyncConfig is the control plane's to call, so it is left unhandled.
-/// GetCapabilities and PingCP run on the reader thread: they only record what came and
+/// All three run on the reader thread: they only record what came and queue a push,
 /// never wait, and a ping is most of what a connected data plane ever sends, so serving
 /// it there saves two thread wake-ups per ping (and a peer that pings at its rate limit
-/// costs the worker pool nothing).
+/// costs the worker pool nothing); ReportMetadata comes once per connection, which in a
+/// reconnect storm is once per data plane at the same time.
 fn add_config_service(shared: &Arc<Shared>, conn: u64, services: &Services) {
     services.declare(ConfigService::ID);
     services.handle_inline::<GetCapabilities, _>(|_, _| {
@@ -350,7 +354,7 @@ fn add_config_service(shared: &Arc<Shared>, conn: u64, services: &Services) {
         Ok(PingCPResponse {})
     });
     let weak = Arc::downgrade(shared);
-    services.handle::<ReportMetadata, _>(move |_, req| {
+    services.handle_inline::<ReportMetadata, _>(move |_, req| {
         let shared = weak
             .upgrade()
             .ok_or_else(|| HandlerError::new("shutting down"))?;
@@ -369,7 +373,7 @@ fn add_config_service(shared: &Arc<Shared>, conn: u64, services: &Services) {
                 node_id,
                 plugins: req.plugins,
             });
-            push::schedule(&shared, conn);
+            push::schedule_here(&shared, conn);
         }
         Ok(ReportMetadataResponse {
             response: Some(MetadataAnswer::Ok("done".into())),

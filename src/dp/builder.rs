@@ -79,6 +79,7 @@ pub struct DataPlaneBuilder {
     pub(crate) json_max_frame: usize,
     pub(crate) max_inflated_size: usize,
     pub(crate) connect_timeout: Duration,
+    pub(crate) session_resumption: bool,
     pub(crate) call_timeout: Duration,
     pub(crate) write_timeout: Duration,
     pub(crate) close_timeout: Duration,
@@ -108,6 +109,7 @@ impl DataPlaneBuilder {
             json_max_frame: outlet::DEFAULT_MAX_FRAME,
             max_inflated_size: DEFAULT_MAX_INFLATED,
             connect_timeout: crate::tcp::DEFAULT_CONNECT_TIMEOUT,
+            session_resumption: true,
             call_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
@@ -263,6 +265,17 @@ impl DataPlaneBuilder {
     /// Time allowed for TCP, proxy, TLS and the upgrade together. Default 5 s, Kong's.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Whether a reconnect offers the TLS session ticket of the connection before, so
+    /// that a CP that issues tickets resumes the session: no certificate chain to verify
+    /// and no signatures, on either side. The DP keeps a few tickets in memory for the
+    /// life of the `DataPlane` (never on disk). Default on. Kong's DPs never resume
+    /// (every connection is a full handshake); off does the same. The CP decides whether
+    /// a ticket is still good, and a refused one costs nothing but the full handshake.
+    pub fn session_resumption(mut self, on: bool) -> Self {
+        self.session_resumption = on;
         self
     }
 

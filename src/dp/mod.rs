@@ -157,7 +157,10 @@ impl DataPlane {
             (None, Some(dir)) => cache::node_id(dir)?,
             (None, None) => crate::random::uuid_v4(),
         };
-        let tls = ClientTls::new(b.trust, b.identity)?;
+        let mut tls = ClientTls::new(b.trust, b.identity)?;
+        if !b.session_resumption {
+            tls = tls.without_resumption();
+        }
         let settings = Settings {
             host,
             port,

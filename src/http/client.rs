@@ -190,9 +190,8 @@ pub fn request(
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
     let mut stream = StreamOwned::new(session, Timed { sock, deadline });
-    stream
-        .write_all(&out)
-        .and_then(|()| stream.flush())
+    // With our Finished, which the handshake left queued: one write.
+    tls::write_with_pending(&mut stream.conn, &mut stream.sock, &out)
         .map_err(|e| io_error(e, "sending the request"))?;
     let (head, leftover) = read_response_head(&mut stream, &opts.limits).map_err(head_error)?;
     let no_body = method == "HEAD" || head.status < 200 || head.status == 204 || head.status == 304;

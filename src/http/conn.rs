@@ -46,6 +46,33 @@ impl Drop for Finished<'_> {
 
 type Stream = StreamOwned<rustls::ServerConnection, Timed>;
 
+/// Reads the request head's plaintext without first writing what waits to be sent (a
+/// `rustls::Stream` would): the session tickets that `tls::server_handshake` left queued
+/// go out with the response instead, in one write.
+struct Unflushed<'a> {
+    conn: &'a mut rustls::ServerConnection,
+    sock: &'a mut Timed,
+}
+
+impl Read for Unflushed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.conn.reader().read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                done => return done,
+            }
+            // At the end of the socket rustls notes it, and the next read says how
+            // the stream ended (close_notify or not), as a `rustls::Stream` would.
+            self.conn.read_tls(self.sock)?;
+            if let Err(e) = self.conn.process_new_packets() {
+                // Send the alert rustls queued, so the peer learns why.
+                let _ = self.conn.write_tls(self.sock);
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+            }
+        }
+    }
+}
+
 pub(super) fn serve(
     inner: &Arc<Inner>,
     id: u64,
@@ -77,8 +104,20 @@ pub(super) fn serve(
         );
         return;
     }
-    let mut stream = StreamOwned::new(session, timed);
-    let (head, leftover) = match read_request_head(&mut stream, &cfg.limits) {
+    let kind = match session.handshake_kind() {
+        Some(rustls::HandshakeKind::Resumed) => &inner.resumed_handshakes,
+        _ => &inner.full_handshakes,
+    };
+    kind.fetch_add(1, Ordering::Relaxed);
+    let read = read_request_head(
+        &mut Unflushed {
+            conn: &mut session,
+            sock: &mut timed,
+        },
+        &cfg.limits,
+    );
+    let stream = StreamOwned::new(session, timed);
+    let (head, leftover) = match read {
         Ok(read) => read,
         Err(e) => {
             match e.status() {
@@ -169,9 +208,7 @@ fn serve_switch(
         return;
     }
     stream.sock.deadline = write_deadline(cfg);
-    let written = stream
-        .write_all(&switch.response)
-        .and_then(|()| stream.flush());
+    let written = tls::write_with_pending(&mut stream.conn, &mut stream.sock, &switch.response);
     if let Err(e) = written {
         log::info!("writing the switch response to {peer} failed: {e}");
         return;
@@ -291,7 +328,7 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 /// connection and destroy the response before the peer reads it.
 fn send_and_close(inner: &Inner, mut stream: Stream, bytes: &[u8]) {
     stream.sock.deadline = write_deadline(&inner.config);
-    if stream.write_all(bytes).is_err() {
+    if tls::write_with_pending(&mut stream.conn, &mut stream.sock, bytes).is_err() {
         return;
     }
     stream.conn.send_close_notify();

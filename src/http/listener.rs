@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -27,6 +27,9 @@ pub(super) struct Inner {
     conns: Mutex<Conns>,
     /// Signalled when a connection leaves the handshake phase (or at shutdown).
     room: Condvar,
+    /// TLS handshakes completed: full, and resumed from a session ticket.
+    pub(super) full_handshakes: AtomicU64,
+    pub(super) resumed_handshakes: AtomicU64,
 }
 
 #[derive(Default)]
@@ -107,6 +110,8 @@ impl Listener {
             stopping: AtomicBool::new(false),
             conns: Mutex::new(Conns::default()),
             room: Condvar::new(),
+            full_handshakes: AtomicU64::new(0),
+            resumed_handshakes: AtomicU64::new(0),
         });
         let accept_inner = inner.clone();
         let accept = thread::Builder::new()
@@ -124,6 +129,16 @@ impl Listener {
     /// The bound address (with the real port when bound to port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    internal_fn! {
+        /// TLS handshakes completed so far: (full, resumed from a session ticket).
+        fn handshakes(&self) -> (u64, u64) {
+            (
+                self.inner.full_handshakes.load(Ordering::Relaxed),
+                self.inner.resumed_handshakes.load(Ordering::Relaxed),
+            )
+        }
     }
 
     /// Stops accepting: new connections are refused, connections still in the HTTP phase

@@ -103,12 +103,13 @@ impl ClientTls {
             .map_err(|e| TlsError::Config(e.to_string()))?
             .dangerous()
             .with_custom_certificate_verifier(verifier);
-        let config = match identity {
+        let mut config = match identity {
             Some(id) => builder
                 .with_client_auth_cert(id.chain, id.key)
                 .map_err(|e| TlsError::Config(format!("client certificate and key: {e}")))?,
             None => builder.with_no_client_auth(),
         };
+        config.resumption = own_sessions();
         Ok(ClientTls {
             config: Arc::new(config),
             pinned,
@@ -148,6 +149,41 @@ impl ClientTls {
             &self.config
         }
     }
+
+    internal_fn! {
+        /// The same configuration with resumption off: every connection does a full
+        /// handshake, as Kong's data planes do.
+        fn without_resumption(&self) -> ClientTls {
+            self.with_resumption(rustls::client::Resumption::disabled())
+        }
+    }
+
+    internal_fn! {
+        /// The same configuration with a session store of its own: clones of a
+        /// `ClientTls` share theirs (a data plane's connections resume each other's
+        /// sessions), this one does not. For benchmarks that run many data planes in one
+        /// process.
+        fn with_own_sessions(&self) -> ClientTls {
+            self.with_resumption(own_sessions())
+        }
+    }
+
+    fn with_resumption(&self, resumption: rustls::client::Resumption) -> ClientTls {
+        let mut config = (*self.config).clone();
+        config.resumption = resumption;
+        ClientTls {
+            config: Arc::new(config),
+            ..self.clone()
+        }
+    }
+}
+
+/// A session store for one data plane: it talks to one control plane name, so a few
+/// entries are plenty (each holds up to 8 TLS 1.3 tickets; rustls's default keeps 256).
+/// Kept in the `ClientConfig`, which every connection of a `ClientTls` and its clones
+/// shares, so a reconnect offers the ticket of the connection before.
+fn own_sessions() -> rustls::client::Resumption {
+    rustls::client::Resumption::in_memory_sessions(4)
 }
 
 fn webpki_verifier(

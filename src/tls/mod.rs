@@ -22,6 +22,8 @@ mod error;
 mod pem;
 #[cfg(feature = "cp")]
 mod server;
+#[cfg(feature = "cp")]
+mod tickets;
 mod validity;
 mod verify;
 
@@ -35,6 +37,9 @@ internal_use!(server::peer_certificate);
 #[cfg(feature = "cp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 pub use server::{ClientAuth, ServerTls};
+#[cfg(feature = "cp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
+pub use tickets::{SessionTickets, TicketSecret, DEFAULT_TICKET_ROTATION};
 
 /// The server name Kong uses in shared mode for SNI and verification.
 pub const KONG_SERVER_NAME: &str = "kong_clustering";
@@ -78,6 +83,11 @@ internal_fn! {
     /// out of time gives [`TlsError::Timeout`]. With TLS 1.3 the server checks our client certificate after we
     /// have sent our last handshake message, so its refusal can also show up on the first
     /// read afterwards (map it with `TlsError::from_rustls`).
+    ///
+    /// Our last handshake message (the client Finished) is left queued: the first request
+    /// goes out with it in one write ([`write_with_pending`]), or a `rustls::Stream`
+    /// sends it before anything else. The server waits for it, so write (or read
+    /// through a `Stream`) next.
     fn client_handshake(
         conn: &mut rustls::ClientConnection,
         sock: &mut (impl Read + Write),
@@ -92,12 +102,48 @@ internal_fn! {
     ///
     /// A refused client certificate ends the handshake with a TLS alert sent to the client,
     /// before any HTTP byte is read. The caller bounds the socket as for
-    /// [`client_handshake`].
+    /// [`client_handshake`]. With TLS 1.3 the session tickets sent after the handshake are
+    /// left queued, to go out with the first response ([`write_with_pending`]); the
+    /// client does not wait for them.
     fn server_handshake(
         conn: &mut rustls::ServerConnection,
         sock: &mut (impl Read + Write),
     ) -> Result<(), TlsError> {
-        drive(&mut **conn, sock, Side::Server)
+        drive(&mut **conn, sock, Side::Server)?;
+        server::check_resumed(conn)
+    }
+}
+
+internal_fn! {
+    /// Queues `data` and writes it together with every TLS record that waits (the end of
+    /// a handshake that [`client_handshake`] or [`server_handshake`] left queued), in one
+    /// `writev` when the socket takes it all: a `rustls::Stream` would write what waits
+    /// first, as a segment (and a wake-up of the peer) of its own.
+    fn write_with_pending<D: SideData>(
+        conn: &mut ConnectionCommon<D>,
+        sock: &mut (impl Read + Write),
+        data: &[u8],
+    ) -> io::Result<()> {
+        conn.writer().write_all(data)?;
+        while conn.wants_write() {
+            match conn.write_tls(sock) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        sock.flush()
+    }
+}
+
+/// Whether the records that wait when the handshake is over may wait for the first write:
+/// a TLS 1.3 client's Finished (or a TLS 1.2 client's after a resumption: the server sent
+/// its own first), and a TLS 1.3 server's tickets. A TLS 1.2 server's last flight (its
+/// Finished) must go now: the client waits for it before it sends anything.
+fn may_wait<D: SideData>(conn: &ConnectionCommon<D>, side: Side) -> bool {
+    match side {
+        Side::Client => true,
+        Side::Server => conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3),
     }
 }
 
@@ -107,6 +153,9 @@ fn drive<D: SideData>(
     side: Side,
 ) -> Result<(), TlsError> {
     loop {
+        if !conn.is_handshaking() && may_wait(conn, side) {
+            return Ok(());
+        }
         flush(conn, sock)?;
         if !conn.is_handshaking() {
             return Ok(());

@@ -1,7 +1,6 @@
 //! The DP's upgrade driver: a connection from [`http::connect`](crate::http::connect),
 //! then the upgrade request of [`build_request`] and the checks of [`check_response`].
 
-use std::io::Write;
 use std::net::TcpStream;
 
 use rustls::StreamOwned;
@@ -76,9 +75,8 @@ pub fn dial(opts: &DialOptions, target: &UpgradeTarget) -> Result<Dialed, Error>
         &key,
     );
     let mut stream = StreamOwned::new(session, Timed { sock, deadline });
-    stream
-        .write_all(&req)
-        .and_then(|()| stream.flush())
+    // With our Finished, which the handshake left queued: one write.
+    crate::tls::write_with_pending(&mut stream.conn, &mut stream.sock, &req)
         .map_err(|e| io_error(e, "sending the upgrade request"))?;
     let (response, mut leftover) =
         read_response_head(&mut stream, &opts.limits).map_err(head_error)?;

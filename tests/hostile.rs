@@ -150,8 +150,15 @@ fn slowloris_heads_get_408_at_the_head_timeout() {
             let (tls, barrier) = (tls.clone(), barrier.clone());
             let addr = cp.local_addr();
             std::thread::spawn(move || {
-                let mut s = tls_connect(addr, &tls);
+                // Every thread reaches the barrier, even one whose handshake fails, so a
+                // failure is reported below instead of leaving the others waiting.
+                let connected = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    tls_connect(addr, &tls)
+                }));
                 barrier.wait();
+                let Ok(mut s) = connected else {
+                    return (0, "the TLS handshake failed before the trickle".to_string());
+                };
                 let req = upgrade_request(&format!("slow-{i}"));
                 s.sock
                     .set_read_timeout(Some(Duration::from_millis(100)))

@@ -240,6 +240,37 @@ impl Decoder {
         &mut self.input
     }
 
+    /// The buffer to append `incoming` more bytes of received plaintext to: as
+    /// [`buffer`](Self::buffer), except that a big data frame whose header has arrived
+    /// moves to its own buffer as soon as these bytes bring it to an eighth, so that they
+    /// go there at once instead of growing the input first and being moved after.
+    pub fn buffer_for(&mut self, incoming: usize) -> &mut Vec<u8> {
+        if self.direct.is_none() && self.input.len() - self.start + incoming >= DIRECT_MIN / 8 {
+            self.direct_before(incoming);
+        }
+        self.buffer()
+    }
+
+    /// Starts receiving the big data frame at the head of the input into its own buffer if
+    /// `incoming` more bytes bring it to an eighth without completing it.
+    fn direct_before(&mut self, incoming: usize) {
+        let avail = &self.input[self.start..];
+        let mut cursor = Cursor::new(avail);
+        let Ok(Some((header, len))) = FrameHeader::parse(&mut cursor) else {
+            return;
+        };
+        // A header `next` refuses is left for it to report.
+        if !matches!(header.opcode, OpCode::Data(_)) || self.check_header(&header, len).is_err()
+        {
+            return;
+        }
+        let (header_len, len) = (cursor.position() as usize, len as usize);
+        let have = avail.len() - header_len;
+        if len >= DIRECT_MIN && have + incoming >= len / 8 && have + incoming <= len {
+            self.start_direct(header, header_len, len);
+        }
+    }
+
     /// Bytes received but not yet consumed.
     pub fn pending(&self) -> usize {
         let direct = self.direct.as_ref().map_or(0, |d| d.payload.len());
@@ -664,6 +695,36 @@ mod tests {
                 assert_eq!(message.capacity(), payload.len() + DIRECT_SLACK);
             }
         }
+        assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn a_big_frame_moves_to_its_own_buffer_before_the_input_grows_past_an_eighth() {
+        let payload: Vec<u8> = (0..(1usize << 20)).map(|i| (i * 3) as u8).collect();
+        let bytes = binary_frame(&payload, None, true, OpCode::Data(Data::Binary));
+        let mut d = Decoder::new(Role::Client, 4 << 20);
+        let mut got = None;
+        let mut most_input = 0;
+        // As the reader appends: a TLS record's plaintext at a time, many per socket read,
+        // and the frames looked at only once a read's records are all in.
+        for read in bytes.chunks(256 * 1024) {
+            for record in read.chunks(16 * 1024) {
+                d.buffer_for(record.len()).extend_from_slice(record);
+                most_input = most_input.max(d.input.capacity());
+            }
+            while let Some(frame) = d.next().unwrap() {
+                got = Some(frame);
+            }
+        }
+        assert!(
+            most_input <= payload.len() / 8 + GROW_STEP,
+            "the input grew to {most_input} bytes"
+        );
+        let Some(Frame::Binary(message)) = got else {
+            panic!("no message")
+        };
+        assert!(message == payload, "the payload differs");
+        assert_eq!(message.capacity(), payload.len() + DIRECT_SLACK);
         assert_eq!(d.pending(), 0);
     }
 

@@ -271,6 +271,23 @@ impl Decoder {
         }
     }
 
+    /// Bytes of the frame being received that have not arrived yet (0 between frames, or
+    /// while its header is incomplete). What a peer claims, so callers cap what they do
+    /// with it.
+    pub fn missing(&self) -> usize {
+        if let Some(direct) = self.direct.as_ref() {
+            return direct.len.saturating_sub(direct.payload.len());
+        }
+        let avail = &self.input[self.start..];
+        let mut cursor = Cursor::new(avail);
+        match FrameHeader::parse(&mut cursor) {
+            Ok(Some((_, len))) => (cursor.position() as usize)
+                .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
+                .saturating_sub(avail.len()),
+            _ => 0,
+        }
+    }
+
     /// Bytes received but not yet consumed.
     pub fn pending(&self) -> usize {
         let direct = self.direct.as_ref().map_or(0, |d| d.payload.len());
@@ -726,6 +743,28 @@ mod tests {
         assert!(message == payload, "the payload differs");
         assert_eq!(message.capacity(), payload.len() + DIRECT_SLACK);
         assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn missing_counts_what_the_frame_being_received_still_lacks() {
+        let payload = vec![5u8; DIRECT_MIN * 2];
+        let bytes = binary_frame(&payload, None, true, OpCode::Data(Data::Binary));
+        let mut d = Decoder::new(Role::Client, 4 << 20);
+        assert_eq!(d.missing(), 0, "nothing yet");
+        d.buffer().extend_from_slice(&bytes[..1]);
+        assert_eq!(d.missing(), 0, "an incomplete header says nothing");
+        let mut fed = 1;
+        for chunk in bytes[1..].chunks(100_000) {
+            d.buffer_for(chunk.len()).extend_from_slice(chunk);
+            fed += chunk.len();
+            assert_eq!(d.missing(), bytes.len() - fed);
+            if fed < bytes.len() {
+                assert_eq!(d.next().unwrap(), None);
+                assert_eq!(d.missing(), bytes.len() - fed, "the same once in place");
+            }
+        }
+        assert!(matches!(d.next().unwrap(), Some(Frame::Binary(_))));
+        assert_eq!(d.missing(), 0);
     }
 
     #[test]

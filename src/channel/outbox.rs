@@ -16,6 +16,10 @@ use std::time::Instant;
 /// Plaintext per TLS record: the most one record carries.
 pub(crate) const RECORD: usize = 16 * 1024;
 
+/// The most a TLS record adds to its plaintext: header, content type or explicit nonce,
+/// and tag.
+const RECORD_OVERHEAD: usize = 32;
+
 /// Buffer capacity an idle connection keeps.
 const KEEP: usize = 4 * 1024;
 
@@ -240,6 +244,13 @@ impl Outbox {
         if self.sealed_at == self.sealed.len() {
             self.sealed.clear();
             self.sealed_at = 0;
+            if self.unsealed > RECORD {
+                // Room for the chunk's records at once, not by doubling (each doubling
+                // copies what was sealed so far).
+                let plaintext = self.unsealed.min(CHUNK);
+                self.sealed
+                    .reserve(plaintext + plaintext.div_ceil(RECORD) * RECORD_OVERHEAD);
+            }
             self.seal_some(tls, CHUNK)?;
         }
         Ok(&self.sealed[self.sealed_at..])

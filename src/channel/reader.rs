@@ -168,7 +168,7 @@ impl Reader {
             if self.decoder.pending() == 0 {
                 self.decoder.shrink();
             }
-            let buf = raw.get(filled, self.decoder.pending() > 0);
+            let buf = raw.get(filled, self.decoder.missing());
             match (&*self.sock).read(buf) {
                 Ok(0) => return self.eof("the peer closed the connection without a close frame"),
                 Ok(n) => {
@@ -331,23 +331,56 @@ impl Reader {
     }
 }
 
-/// The reader's socket buffer: [`READ_CHUNK`] bytes, or [`READ_BULK`] from a read that
-/// filled it until a message is whole and a read no longer fills the buffer, so only a
-/// connection receiving something big holds the big one.
+/// The reader's socket buffer: [`READ_CHUNK`] bytes, grown (up to [`READ_BULK`]) when a
+/// read fills it in the middle of a frame that needs more, kept until the frame is whole,
+/// so only a connection receiving something big holds a big one, and only as big as what
+/// it is receiving (zeroing a buffer costs in proportion to its size).
 #[derive(Default)]
 struct ReadBuffer(Vec<u8>);
 
 impl ReadBuffer {
     /// The buffer for the next read, given whether the last read `filled` its buffer and
-    /// whether a message is `partial` (the big buffer stays until it is whole: reads that
-    /// outrun the sender return less, and must not trade buffers back and forth).
-    fn get(&mut self, filled: bool, partial: bool) -> &mut [u8] {
-        let bulk = filled || (partial && self.0.len() == READ_BULK);
-        let size = if bulk { READ_BULK } else { READ_CHUNK };
+    /// how many bytes of the frame being received are `missing` (0 between frames).
+    fn get(&mut self, filled: bool, missing: usize) -> &mut [u8] {
+        let size = if missing == 0 {
+            READ_CHUNK
+        } else if filled {
+            // The rest of the frame with its TLS records' overhead (under 1%), at most
+            // READ_BULK; never smaller than now, so reads that outrun the sender (and
+            // return less) do not trade buffers back and forth.
+            let rest = missing.saturating_add(missing / 128 + 512);
+            rest.min(READ_BULK).max(self.0.len()).max(READ_CHUNK)
+        } else {
+            self.0.len().max(READ_CHUNK)
+        };
         if self.0.len() != size {
             // A fresh buffer rather than a resize: shrinking in place keeps the memory.
             self.0 = vec![0u8; size];
         }
         &mut self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_buffer_grows_for_a_big_frame_only_and_shrinks_once_it_is_whole() {
+        let mut raw = ReadBuffer::default();
+        assert_eq!(raw.get(false, 0).len(), READ_CHUNK);
+        // A filled read of a small frame, or between frames: no growth.
+        assert_eq!(raw.get(true, 10_000).len(), READ_CHUNK);
+        assert_eq!(raw.get(true, 0).len(), READ_CHUNK);
+        // A filled read with 100 KiB to come: room for them, not more.
+        let mid = raw.get(true, 100 * 1024).len();
+        assert!((100 * 1024..=READ_BULK).contains(&mid), "{mid}");
+        // More to come than READ_BULK: READ_BULK; then kept while the frame lasts, even
+        // when reads return less or little is left.
+        assert_eq!(raw.get(true, 1 << 20).len(), READ_BULK);
+        assert_eq!(raw.get(false, 300 * 1024).len(), READ_BULK);
+        assert_eq!(raw.get(true, 1000).len(), READ_BULK);
+        // The frame is whole: back to the small buffer.
+        assert_eq!(raw.get(false, 0).len(), READ_CHUNK);
     }
 }

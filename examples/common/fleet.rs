@@ -198,7 +198,10 @@ pub fn dps(
     let tls = shared_client_tls(&cert, &key)?;
     let (host, port) = addr.rsplit_once(':').ok_or("--addr needs host:port")?;
     let port: u16 = port.parse().map_err(|_| "--addr: bad port")?;
-    let pool = Arc::new(WorkerPool::new("dps", 2, 65536).map_err(|e| e.to_string())?);
+    // Eight workers: every 1000th DP's handler inflates and hashes the whole config (about
+    // 50 ms), and with two workers for all 10,000 DPs the answers queued behind two such
+    // checks held every place of the CP's push window (a real DP has its own workers).
+    let pool = Arc::new(WorkerPool::new("dps", 8, 65536).map_err(|e| e.to_string())?);
     let next = AtomicUsize::new(0);
     let failed = AtomicUsize::new(0);
     let peers = std::sync::Mutex::new(Vec::with_capacity(n));

@@ -271,9 +271,9 @@ impl Decoder {
         }
     }
 
-    /// Bytes of the frame being received that have not arrived yet (0 between frames, or
-    /// while its header is incomplete). What a peer claims, so callers cap what they do
-    /// with it.
+    /// Bytes of the frame being received that have not arrived yet: 0 between frames,
+    /// while its header is incomplete, or when the header is one [`next`](Self::next)
+    /// refuses (over the size limit, say). What the peer claims, within the limit.
     pub fn missing(&self) -> usize {
         if let Some(direct) = self.direct.as_ref() {
             return direct.len.saturating_sub(direct.payload.len());
@@ -281,9 +281,9 @@ impl Decoder {
         let avail = &self.input[self.start..];
         let mut cursor = Cursor::new(avail);
         match FrameHeader::parse(&mut cursor) {
-            Ok(Some((_, len))) => (cursor.position() as usize)
-                .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
-                .saturating_sub(avail.len()),
+            Ok(Some((header, len))) if self.check_header(&header, len).is_ok() => {
+                (cursor.position() as usize + len as usize).saturating_sub(avail.len())
+            }
             _ => 0,
         }
     }
@@ -764,6 +764,12 @@ mod tests {
             }
         }
         assert!(matches!(d.next().unwrap(), Some(Frame::Binary(_))));
+        assert_eq!(d.missing(), 0);
+        // A header over the limit claims nothing.
+        let mut d = Decoder::new(Role::Client, 1000);
+        let mut header = Vec::new();
+        write_header(&mut header, OpCode::Data(Data::Binary), 1 << 30, None);
+        d.buffer().extend(header);
         assert_eq!(d.missing(), 0);
     }
 

@@ -19,6 +19,13 @@
 //! framing; JSON DPs ack each `reconfigure` with a ping carrying its hash; every 1000th
 //! DP of either kind inflates the config and checks Kong's hash of it.
 //!
+//! `limit` measures what this machine allows for the same bytes without this crate: see
+//! examples/common/limit.rs.
+//!
+//! ```text
+//! cargo run --release --example fanout -- limit -n 10000 --size 1048576 --runs 5 [--lanes 16]
+//! ```
+//!
 //! Raise the open-file limit first (each connection holds several descriptors on each
 //! side): `bench/fanout.sh` does.
 
@@ -30,16 +37,20 @@ use dpspec::tls::Identity;
 use dpspec::ControlPlane;
 use dpspec::Protocol;
 use fleet::{config, proc_status, services_for};
+use limit::{cpu_seconds, LimitFlags};
 use serde_json::{json, Value};
 
 #[path = "common/fleet.rs"]
 mod fleet;
+#[path = "common/limit.rs"]
+mod limit;
 #[path = "common/rss.rs"]
 mod rss;
 
 const USAGE: &str = "usage:
   fanout run [-n DPS] [--size GZIPPED_BYTES] [--runs R] [--connectors K] [--protocol wrpc|json]
-  fanout dps --addr ADDR --cert PEM --key PEM -n DPS [--connectors K] [--protocol wrpc|json]";
+  fanout dps --addr ADDR --cert PEM --key PEM -n DPS [--connectors K] [--protocol wrpc|json]
+  fanout limit [-n CONNECTIONS] [--size BYTES] [--runs R] [--lanes L] [--chunk BYTES] [--read BYTES]";
 
 fn main() -> ExitCode {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("error"))
@@ -50,6 +61,9 @@ fn main() -> ExitCode {
         Some("run") => Flags::parse(&args[1..]).and_then(|f| run(&f)),
         Some("dps") => Flags::parse(&args[1..])
             .and_then(|f| fleet::dps(&f.addr, &f.cert, &f.key, f.n, f.connectors, f.protocol)),
+        Some("limit") => Flags::parse(&args[1..]).and_then(|f| limit::run(&f.limit())),
+        Some("limit-dps") => Flags::parse(&args[1..])
+            .and_then(|f| limit::receivers(&f.addr, &f.cert, &f.key, &f.limit())),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -70,6 +84,11 @@ struct Flags {
     hold: u64,
     /// What the lean DPs speak: `wrpc` (default) or `json`.
     protocol: Protocol,
+    /// `limit`: sender/receiver pairs, plaintext sealed per write, bytes per read.
+    lanes: usize,
+    chunk: usize,
+    read: usize,
+    sndbuf: usize,
     addr: String,
     cert: String,
     key: String,
@@ -84,6 +103,10 @@ impl Flags {
             connectors: 4,
             hold: 0,
             protocol: Protocol::Wrpc,
+            lanes: 16,
+            chunk: 256 * 1024,
+            read: 256 * 1024,
+            sndbuf: 0,
             addr: String::new(),
             cert: String::new(),
             key: String::new(),
@@ -111,6 +134,10 @@ impl Flags {
                         other => return Err(format!("--protocol {other}: wrpc or json")),
                     }
                 }
+                "--lanes" => f.lanes = num()?.max(1),
+                "--chunk" => f.chunk = num()?.max(1),
+                "--read" => f.read = num()?.max(1),
+                "--sndbuf" => f.sndbuf = num()?,
                 "--addr" => f.addr = value.clone(),
                 "--cert" => f.cert = value.clone(),
                 "--key" => f.key = value.clone(),
@@ -118,6 +145,18 @@ impl Flags {
             }
         }
         Ok(f)
+    }
+
+    fn limit(&self) -> LimitFlags {
+        LimitFlags {
+            n: self.n,
+            size: self.size,
+            runs: self.runs,
+            lanes: self.lanes,
+            chunk: self.chunk,
+            read: self.read,
+            sndbuf: self.sndbuf,
+        }
     }
 }
 
@@ -212,7 +251,10 @@ fn run(f: &Flags) -> Result<(), String> {
     }
 
     let mut times = Vec::new();
+    let mut cpus = Vec::new();
+    let dps_pid = Some(child.id());
     for (r, cfg) in configs.into_iter().enumerate() {
+        let (cpu_cp0, cpu_dps0) = (cpu_seconds(None), cpu_seconds(dps_pid));
         let t = Instant::now();
         let version = cp.set_config(cfg).map_err(|e| e.to_string())?;
         let stored = t.elapsed();
@@ -232,7 +274,10 @@ fn run(f: &Flags) -> Result<(), String> {
             }
         }
         let all = t.elapsed();
+        let cpu_cp = cpu_seconds(None) - cpu_cp0;
+        let cpu_dps = cpu_seconds(dps_pid) - cpu_dps0;
         times.push(all.as_secs_f64());
+        cpus.push(cpu_cp + cpu_dps);
         let (rss, threads) = proc_status();
         println!(
             "{}",
@@ -240,11 +285,15 @@ fn run(f: &Flags) -> Result<(), String> {
                    "gzipped_bytes": f.size, "services": services,
                    "set_config_seconds": (stored.as_secs_f64() * 1e4).round() / 1e4,
                    "all_acked_seconds": (all.as_secs_f64() * 1e4).round() / 1e4,
+                   "cpu_seconds_cp": (cpu_cp * 100.0).round() / 100.0,
+                   "cpu_seconds_dps": (cpu_dps * 100.0).round() / 100.0,
                    "cp_rss_kib": rss, "cp_threads": threads})
         );
     }
     times.sort_by(|a, b| a.total_cmp(b));
     let median = times.get(times.len() / 2).copied().unwrap_or(0.0);
+    cpus.sort_by(|a, b| a.total_cmp(b));
+    let median_cpu = cpus.get(cpus.len() / 2).copied().unwrap_or(0.0);
     let gz_len = {
         let json = serde_json::to_vec(&config(services, 1)).unwrap_or_default();
         (json.len(), dpspec::config::gzip(&json).len())
@@ -255,6 +304,9 @@ fn run(f: &Flags) -> Result<(), String> {
         json!({"event": "summary", "dps": f.n, "runs": times.len(),
                "json_bytes": gz_len.0, "gzipped_bytes": gz_len.1,
                "median_all_acked_seconds": (median * 1e4).round() / 1e4,
+               "median_cpu_seconds_per_push": (median_cpu * 100.0).round() / 100.0,
+               "cpu_seconds_cp_total": (cpu_seconds(None) * 100.0).round() / 100.0,
+               "cpu_seconds_dps_total": (cpu_seconds(dps_pid) * 100.0).round() / 100.0,
                "cp_rss_bytes_per_idle_dp": per_dp, "cp_threads_idle": threads_idle,
                "cp_rss_kib_after_pushes": rss_end, "cp_threads_after_pushes": threads_end})
     );

@@ -240,6 +240,54 @@ impl Decoder {
         &mut self.input
     }
 
+    /// The buffer to append `incoming` more bytes of received plaintext to: as
+    /// [`buffer`](Self::buffer), except that a big data frame whose header has arrived
+    /// moves to its own buffer as soon as these bytes bring it to an eighth, so that they
+    /// go there at once instead of growing the input first and being moved after.
+    pub fn buffer_for(&mut self, incoming: usize) -> &mut Vec<u8> {
+        if self.direct.is_none() && self.input.len() - self.start + incoming >= DIRECT_MIN / 8 {
+            self.direct_before(incoming);
+        }
+        self.buffer()
+    }
+
+    /// Starts receiving the big data frame at the head of the input into its own buffer if
+    /// `incoming` more bytes bring it to an eighth without completing it.
+    fn direct_before(&mut self, incoming: usize) {
+        let avail = &self.input[self.start..];
+        let mut cursor = Cursor::new(avail);
+        let Ok(Some((header, len))) = FrameHeader::parse(&mut cursor) else {
+            return;
+        };
+        // A header `next` refuses is left for it to report.
+        if !matches!(header.opcode, OpCode::Data(_)) || self.check_header(&header, len).is_err()
+        {
+            return;
+        }
+        let (header_len, len) = (cursor.position() as usize, len as usize);
+        let have = avail.len() - header_len;
+        if len >= DIRECT_MIN && have + incoming >= len / 8 && have + incoming <= len {
+            self.start_direct(header, header_len, len);
+        }
+    }
+
+    /// Bytes of the frame being received that have not arrived yet: 0 between frames,
+    /// while its header is incomplete, or when the header is one [`next`](Self::next)
+    /// refuses (over the size limit, say). What the peer claims, within the limit.
+    pub fn missing(&self) -> usize {
+        if let Some(direct) = self.direct.as_ref() {
+            return direct.len.saturating_sub(direct.payload.len());
+        }
+        let avail = &self.input[self.start..];
+        let mut cursor = Cursor::new(avail);
+        match FrameHeader::parse(&mut cursor) {
+            Ok(Some((header, len))) if self.check_header(&header, len).is_ok() => {
+                (cursor.position() as usize + len as usize).saturating_sub(avail.len())
+            }
+            _ => 0,
+        }
+    }
+
     /// Bytes received but not yet consumed.
     pub fn pending(&self) -> usize {
         let direct = self.direct.as_ref().map_or(0, |d| d.payload.len());
@@ -663,6 +711,64 @@ mod tests {
             }
         }
         assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn a_big_frame_moves_to_its_own_buffer_before_the_input_grows_past_an_eighth() {
+        let payload: Vec<u8> = (0..(1usize << 20)).map(|i| (i * 3) as u8).collect();
+        let bytes = binary_frame(&payload, None, true, OpCode::Data(Data::Binary));
+        let mut d = Decoder::new(Role::Client, 4 << 20);
+        let mut got = None;
+        let mut most_input = 0;
+        // As the reader appends: a TLS record's plaintext at a time, many per socket read,
+        // and the frames looked at only once a read's records are all in.
+        for read in bytes.chunks(256 * 1024) {
+            for record in read.chunks(16 * 1024) {
+                d.buffer_for(record.len()).extend_from_slice(record);
+                most_input = most_input.max(d.input.capacity());
+            }
+            while let Some(frame) = d.next().unwrap() {
+                got = Some(frame);
+            }
+        }
+        assert!(
+            most_input <= payload.len() / 8 + GROW_STEP,
+            "the input grew to {most_input} bytes"
+        );
+        let Some(Frame::Binary(message)) = got else {
+            panic!("no message")
+        };
+        assert!(message == payload, "the payload differs");
+        assert_eq!(message.capacity(), payload.len() + DIRECT_SLACK);
+        assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn missing_counts_what_the_frame_being_received_still_lacks() {
+        let payload = vec![5u8; DIRECT_MIN * 2];
+        let bytes = binary_frame(&payload, None, true, OpCode::Data(Data::Binary));
+        let mut d = Decoder::new(Role::Client, 4 << 20);
+        assert_eq!(d.missing(), 0, "nothing yet");
+        d.buffer().extend_from_slice(&bytes[..1]);
+        assert_eq!(d.missing(), 0, "an incomplete header says nothing");
+        let mut fed = 1;
+        for chunk in bytes[1..].chunks(100_000) {
+            d.buffer_for(chunk.len()).extend_from_slice(chunk);
+            fed += chunk.len();
+            assert_eq!(d.missing(), bytes.len() - fed);
+            if fed < bytes.len() {
+                assert_eq!(d.next().unwrap(), None);
+                assert_eq!(d.missing(), bytes.len() - fed, "the same once in place");
+            }
+        }
+        assert!(matches!(d.next().unwrap(), Some(Frame::Binary(_))));
+        assert_eq!(d.missing(), 0);
+        // A header over the limit claims nothing.
+        let mut d = Decoder::new(Role::Client, 1000);
+        let mut header = Vec::new();
+        write_header(&mut header, OpCode::Data(Data::Binary), 1 << 30, None);
+        d.buffer().extend(header);
+        assert_eq!(d.missing(), 0);
     }
 
     #[test]

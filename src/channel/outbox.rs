@@ -16,11 +16,19 @@ use std::time::Instant;
 /// Plaintext per TLS record: the most one record carries.
 pub(crate) const RECORD: usize = 16 * 1024;
 
+/// The most a TLS record adds to its plaintext: header, content type or explicit nonce,
+/// and tag.
+const RECORD_OVERHEAD: usize = 32;
+
 /// Buffer capacity an idle connection keeps.
 const KEEP: usize = 4 * 1024;
 
-/// Plaintext sealed per step of a pump before the ciphertext is offered to the socket.
-pub(crate) const CHUNK: usize = 4 * RECORD;
+/// Plaintext sealed per step of a pump before the ciphertext is offered to the socket:
+/// one system call for 16 records. On loopback each `send(2)` also delivers the bytes to
+/// the peer's socket and wakes its reader on this thread's time, so fewer, bigger sends
+/// cost both ends less (a 10,000-DP fan-out of 1 MiB spent 4 to 10% less CPU than with
+/// 4 records per send).
+pub(crate) const CHUNK: usize = 16 * RECORD;
 
 /// Encrypts plaintext into records (rustls; an identity sealer in tests).
 pub(crate) trait Seal {
@@ -237,6 +245,13 @@ impl Outbox {
         if self.sealed_at == self.sealed.len() {
             self.sealed.clear();
             self.sealed_at = 0;
+            if self.unsealed > RECORD {
+                // Room for the chunk's records at once, not by doubling (each doubling
+                // copies what was sealed so far).
+                let plaintext = self.unsealed.min(CHUNK);
+                self.sealed
+                    .reserve(plaintext + plaintext.div_ceil(RECORD) * RECORD_OVERHEAD);
+            }
             self.seal_some(tls, CHUNK)?;
         }
         Ok(&self.sealed[self.sealed_at..])

@@ -68,8 +68,8 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// What kind of JSON value `v` is, for error messages.
-fn kind_of(v: &serde_json::Value) -> &'static str {
+/// What kind of JSON value `v` is, for error messages (here and in Kong's JSON protocol).
+pub(crate) fn kind_of(v: &serde_json::Value) -> &'static str {
     use serde_json::Value;
     match v {
         Value::Null => "null",

@@ -164,18 +164,6 @@ impl std::error::Error for OutletError {
     }
 }
 
-/// What kind of JSON value `v` is, for error messages.
-pub(crate) fn kind_of(v: &serde_json::Value) -> &'static str {
-    use serde_json::Value;
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
 
 /// `s` cut to at most 64 bytes at a character boundary: peer text kept in an error.
 pub(crate) fn cut(s: &str) -> String {

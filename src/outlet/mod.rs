@@ -51,7 +51,8 @@ pub use basic_info::encode_basic_info;
 #[cfg(feature = "cp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cp")))]
 pub use basic_info::{parse_basic_info, BasicInfo};
-pub(crate) use error::{cut, kind_of};
+pub(crate) use crate::config::kind_of;
+pub(crate) use error::cut;
 pub use error::{Message, OutletError};
 #[cfg(feature = "cp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cp")))]

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 cargo build --release --example echo >&2
 BIN="${CARGO_TARGET_DIR:-target}/release/examples/echo"
 DIR=$(mktemp -d)
-trap 'kill $SERVER 2>/dev/null; rm -rf "$DIR"' EXIT
+trap 'kill $SERVER 2>/dev/null || true; rm -rf "$DIR"' EXIT
 "$BIN" gen-certs "$DIR" >/dev/null
 "$BIN" server --listen 127.0.0.1:0 --cert "$DIR/server.pem" --key "$DIR/server.key" >"$DIR/server.out" &
 SERVER=$!

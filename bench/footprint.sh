@@ -24,7 +24,7 @@ else
 fi
 cargo build --release --example cp --example echo >&2
 DIR=$(mktemp -d)
-trap 'kill $CP $DP 2>/dev/null; rm -rf "$DIR"' EXIT
+trap 'kill $CP $DP 2>/dev/null || true; rm -rf "$DIR"' EXIT
 "$T/release/examples/echo" gen-certs "$DIR" >/dev/null
 "$T/release/examples/cp" --listen 127.0.0.1:0 --cert "$DIR/server.pem" --key "$DIR/server.key" \
   --mtls none --config examples/kong.json >"$DIR/cp.out" 2>"$DIR/cp.err" &

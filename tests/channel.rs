@@ -275,3 +275,43 @@ fn a_reader_lets_its_big_buffers_go_once_a_1_mib_message_is_whole() {
     );
     drop(client);
 }
+
+#[test]
+fn a_close_sent_while_other_senders_wait_for_the_outbox_still_goes_out() {
+    // A sender that sees another waiting for the outbox leaves its frames for that one
+    // to write. A close frame left that way once stayed queued when the waiting sender
+    // was then refused (the channel was closing): the peer never saw it, and the close
+    // waited out its timeout and cut the connection. Four senders keep the outbox lock
+    // contended while the close is queued; the peer must see the close frame every time.
+    for round in 0..40 {
+        let short = ChannelConfig::default().close_timeout(Duration::from_millis(300));
+        let ((client, client_reader), (_server, server_reader)) =
+            channel_pair(short.clone(), cfg());
+        let _c = client_reader.spawn_queue(64).unwrap();
+        let (_s, server_rx) = server_reader.spawn_queue(1 << 16).unwrap();
+        let barrier = std::sync::Barrier::new(5);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                let (client, barrier) = (&client, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    while client.send(b"busy").is_ok() {}
+                });
+            }
+            barrier.wait();
+            client.close(1000, "done");
+        });
+        let ended = loop {
+            match server_rx.recv_timeout(Duration::from_secs(20)).unwrap() {
+                Incoming::Message(_) => continue,
+                Incoming::Ended(e) => break e,
+            }
+        };
+        match ended {
+            Ended::ClosedByPeer {
+                code: Some(1000), ..
+            } => {}
+            other => panic!("round {round}: the server saw {other}, not the close frame"),
+        }
+    }
+}

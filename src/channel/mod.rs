@@ -678,15 +678,21 @@ impl Channel {
                 reason: self.drop_reason(),
             }));
         }
-        {
+        let refused = {
             let mut closing = lock(&shared.closing);
-            if let Some((code, reason)) = closing.clone() {
-                return Err(ChannelError::Closed(Ended::ClosedByUs { code, reason }));
-            }
-            if close.is_some() {
+            if close.is_some() && closing.is_none() {
                 // Set under the outbox lock: no frame can be queued behind the close.
                 *closing = close;
+                None
+            } else {
+                closing.clone()
             }
+        };
+        if let Some((code, reason)) = refused {
+            // Refused, but a sender that saw this one waiting may have left its frames
+            // (the close frame among them) for this one to write.
+            let _ = self.send_queued(ob);
+            return Err(ChannelError::Closed(Ended::ClosedByUs { code, reason }));
         }
         let deadline = shared.config.write_timeout.map(|t| Instant::now() + t);
         if let Err(full) = ob.push_then(parts, deadline, on_written) {
@@ -697,6 +703,14 @@ impl Channel {
             ));
             return Err(ChannelError::OutboxFull { limit: full.limit });
         }
+        self.send_queued(ob)
+    }
+
+    /// Sends what the outbox holds, unless another thread is about to: the corked reader
+    /// (when this is the reader), a sender waiting for the outbox (it sends for both),
+    /// or the flusher.
+    fn send_queued(&self, mut ob: MutexGuard<'_, Outbox>) -> Result<(), ChannelError> {
+        let shared = &self.shared;
         if shared.corked.load(Ordering::SeqCst) && self.on_reader_thread() {
             shared.corked_pending.store(true, Ordering::SeqCst);
             return Ok(());

@@ -285,8 +285,7 @@ fn a_close_sent_while_other_senders_wait_for_the_outbox_still_goes_out() {
     // contended while the close is queued; the peer must see the close frame every time.
     for round in 0..40 {
         let short = ChannelConfig::default().close_timeout(Duration::from_millis(300));
-        let ((client, client_reader), (_server, server_reader)) =
-            channel_pair(short.clone(), cfg());
+        let ((client, client_reader), (_server, server_reader)) = channel_pair(short, cfg());
         let _c = client_reader.spawn_queue(64).unwrap();
         let (_s, server_rx) = server_reader.spawn_queue(1 << 16).unwrap();
         let barrier = std::sync::Barrier::new(5);

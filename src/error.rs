@@ -225,10 +225,7 @@ mod tests {
             }
             .into(),
             TlsError::Io(reset()).into(),
-            TlsError::Protocol(crate::tls::ProtocolError(Box::new(
-                rustls::Error::DecryptError,
-            )))
-            .into(),
+            TlsError::protocol(rustls::Error::DecryptError).into(),
             HttpError::Head(HeadError::Io(reset())).into(),
             HttpError::Bind(io::Error::from(io::ErrorKind::AddrInUse)).into(),
             HttpError::Spawn(io::Error::from(io::ErrorKind::OutOfMemory)).into(),

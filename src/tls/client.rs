@@ -10,7 +10,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 
 use super::pem::{certs_from_pem, first_cert_from_pem, read_file};
 use super::verify::{NoVerification, PinnedServer};
-use super::{provider, Identity, ProtocolError, TlsError, KONG_SERVER_NAME, VERSIONS};
+use super::{provider, Identity, TlsError, KONG_SERVER_NAME, VERSIONS};
 
 /// How the DP decides to trust the CP's certificate.
 #[derive(Debug, Clone)]
@@ -133,7 +133,7 @@ impl ClientTls {
                      anyone on the network path can impersonate the control plane"
                 );
             }
-            rustls::ClientConnection::new(self.config.clone(), name).map_err(|e| TlsError::Protocol(ProtocolError(Box::new(e))))
+            rustls::ClientConnection::new(self.config.clone(), name).map_err(TlsError::protocol)
         }
     }
 

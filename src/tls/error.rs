@@ -221,6 +221,11 @@ impl fmt::Display for PinMismatch {
 impl std::error::Error for PinMismatch {}
 
 impl TlsError {
+    /// A rustls error that has no variant of its own.
+    pub(crate) fn protocol(e: rustls::Error) -> TlsError {
+        TlsError::Protocol(ProtocolError(Box::new(e)))
+    }
+
     internal_fn! {
         /// Maps a rustls error seen by our side `ours` (the side of the local connection) to a
         /// typed error.
@@ -238,7 +243,7 @@ impl TlsError {
                 rustls::Error::NoCertificatesPresented => TlsError::ClientCertMissing,
                 rustls::Error::AlertReceived(a) => from_alert(a, ours),
                 rustls::Error::PeerIncompatible(p) => TlsError::ProtocolVersion(format!("{p:?}")),
-                other => TlsError::Protocol(ProtocolError(Box::new(other))),
+                other => TlsError::protocol(other),
             }
         }
     }

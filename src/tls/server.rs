@@ -11,7 +11,7 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 use super::pem::{certs_from_pem, first_cert_from_pem, read_file};
 use super::tickets::{ticketer, NoTickets, SessionTickets};
 use super::verify::PinnedClient;
-use super::{owned, provider, Identity, ProtocolError, TlsError, VERSIONS};
+use super::{owned, provider, Identity, TlsError, VERSIONS};
 
 /// How the CP authenticates DPs by their client certificate.
 ///
@@ -152,7 +152,7 @@ impl ServerTls {
     internal_fn! {
         /// Starts a session for one accepted connection.
         fn session(&self) -> Result<rustls::ServerConnection, TlsError> {
-            rustls::ServerConnection::new(self.config.clone()).map_err(|e| TlsError::Protocol(ProtocolError(Box::new(e))))
+            rustls::ServerConnection::new(self.config.clone()).map_err(TlsError::protocol)
         }
     }
 

@@ -254,21 +254,26 @@ impl Decoder {
     /// Starts receiving the big data frame at the head of the input into its own buffer if
     /// `incoming` more bytes bring it to an eighth without completing it.
     fn direct_before(&mut self, incoming: usize) {
-        let avail = &self.input[self.start..];
-        let mut cursor = Cursor::new(avail);
-        let Ok(Some((header, len))) = FrameHeader::parse(&mut cursor) else {
+        let Some((header, header_len, len)) = self.head_frame() else {
             return;
         };
-        // A header `next` refuses is left for it to report.
-        if !matches!(header.opcode, OpCode::Data(_)) || self.check_header(&header, len).is_err()
-        {
+        if !matches!(header.opcode, OpCode::Data(_)) {
             return;
         }
-        let (header_len, len) = (cursor.position() as usize, len as usize);
-        let have = avail.len() - header_len;
+        let have = self.input.len() - self.start - header_len;
         if len >= DIRECT_MIN && have + incoming >= len / 8 && have + incoming <= len {
             self.start_direct(header, header_len, len);
         }
+    }
+
+    /// The header at the head of the input, its length and the payload length it
+    /// announces: `None` while it is incomplete, or when it is one [`next`](Self::next)
+    /// refuses (left for `next` to report).
+    fn head_frame(&self) -> Option<(FrameHeader, usize, usize)> {
+        let mut cursor = Cursor::new(&self.input[self.start..]);
+        let (header, len) = FrameHeader::parse(&mut cursor).ok()??;
+        self.check_header(&header, len).ok()?;
+        Some((header, cursor.position() as usize, len as usize))
     }
 
     /// Bytes of the frame being received that have not arrived yet: 0 between frames,
@@ -278,14 +283,9 @@ impl Decoder {
         if let Some(direct) = self.direct.as_ref() {
             return direct.len.saturating_sub(direct.payload.len());
         }
-        let avail = &self.input[self.start..];
-        let mut cursor = Cursor::new(avail);
-        match FrameHeader::parse(&mut cursor) {
-            Ok(Some((header, len))) if self.check_header(&header, len).is_ok() => {
-                (cursor.position() as usize + len as usize).saturating_sub(avail.len())
-            }
-            _ => 0,
-        }
+        self.head_frame().map_or(0, |(_, header_len, len)| {
+            (header_len + len).saturating_sub(self.input.len() - self.start)
+        })
     }
 
     /// Bytes received but not yet consumed.

@@ -24,6 +24,9 @@
 //! and tungstenite alone (no wRPC, no thread beyond the two ends), client and server in
 //! this process over loopback, with throwaway certificates.
 
+#[path = "common/flags.rs"]
+mod flags;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -126,32 +129,22 @@ impl Flags {
             workers: 2,
             baseline: false,
         };
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            if flag == "--baseline" {
-                f.baseline = true;
-                continue;
-            }
-            let value = it
-                .next()
-                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-            let num = || {
-                value
-                    .parse::<usize>()
-                    .map_err(|_| format!("{flag}: {value:?} is not a number"))
-            };
-            match flag.as_str() {
-                "--listen" => f.listen = value.clone(),
+        for flag in flags::pairs(args, USAGE, &["--baseline"]) {
+            let flag = flag?;
+            let value = flag.text;
+            match flag.name {
+                "--baseline" => f.baseline = true,
+                "--listen" => f.listen = value.to_string(),
                 "--cert" => f.cert = Some(value.into()),
                 "--key" => f.key = Some(value.into()),
                 "--ca" => f.ca = Some(value.into()),
-                "--url" => f.url = Some(value.clone()),
-                "-n" => f.n = num()?,
-                "-m" => f.m = num()?,
-                "-c" => f.c = num()?.max(1),
-                "--size" => f.size = num()?,
-                "--workers" => f.workers = num()?.max(1),
-                other => return Err(format!("unknown flag {other}\n{USAGE}")),
+                "--url" => f.url = Some(value.to_string()),
+                "-n" => f.n = flag.num()?,
+                "-m" => f.m = flag.num()?,
+                "-c" => f.c = flag.num()?.max(1),
+                "--size" => f.size = flag.num()?,
+                "--workers" => f.workers = flag.num()?.max(1),
+                _ => return Err(flag.unknown()),
             }
         }
         Ok(f)

@@ -40,6 +40,8 @@ use fleet::{config, proc_status, services_for};
 use limit::{cpu_seconds, LimitFlags};
 use serde_json::{json, Value};
 
+#[path = "common/flags.rs"]
+mod flags;
 #[path = "common/fleet.rs"]
 mod fleet;
 #[path = "common/limit.rs"]
@@ -111,37 +113,30 @@ impl Flags {
             cert: String::new(),
             key: String::new(),
         };
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let value = it
-                .next()
-                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-            let num = || {
-                value
-                    .parse::<usize>()
-                    .map_err(|_| format!("{flag}: {value:?} is not a number"))
-            };
-            match flag.as_str() {
-                "-n" => f.n = num()?,
-                "--size" => f.size = num()?,
-                "--runs" => f.runs = num()?,
-                "--connectors" => f.connectors = num()?.max(1),
-                "--hold" => f.hold = num()? as u64,
+        for flag in flags::pairs(args, USAGE, &[]) {
+            let flag = flag?;
+            let value = flag.text;
+            match flag.name {
+                "-n" => f.n = flag.num()?,
+                "--size" => f.size = flag.num()?,
+                "--runs" => f.runs = flag.num()?,
+                "--connectors" => f.connectors = flag.num()?.max(1),
+                "--hold" => f.hold = flag.num()? as u64,
                 "--protocol" => {
-                    f.protocol = match value.as_str() {
+                    f.protocol = match value {
                         "wrpc" => Protocol::Wrpc,
                         "json" => Protocol::Json,
                         other => return Err(format!("--protocol {other}: wrpc or json")),
                     }
                 }
-                "--lanes" => f.lanes = num()?.max(1),
-                "--chunk" => f.chunk = num()?.max(1),
-                "--read" => f.read = num()?.max(1),
-                "--sndbuf" => f.sndbuf = num()?,
-                "--addr" => f.addr = value.clone(),
-                "--cert" => f.cert = value.clone(),
-                "--key" => f.key = value.clone(),
-                other => return Err(format!("unknown flag {other}\n{USAGE}")),
+                "--lanes" => f.lanes = flag.num()?.max(1),
+                "--chunk" => f.chunk = flag.num()?.max(1),
+                "--read" => f.read = flag.num()?.max(1),
+                "--sndbuf" => f.sndbuf = flag.num()?,
+                "--addr" => f.addr = value.to_string(),
+                "--cert" => f.cert = value.to_string(),
+                "--key" => f.key = value.to_string(),
+                _ => return Err(flag.unknown()),
             }
         }
         Ok(f)

@@ -70,6 +70,8 @@ use fleet::{config, connect_dp, services_for, CertFiles};
 use serde_json::{json, Value};
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
+#[path = "common/flags.rs"]
+mod flags;
 #[path = "common/fleet.rs"]
 mod fleet;
 
@@ -176,38 +178,33 @@ impl Flags {
             cert: String::new(),
             key: String::new(),
         };
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let value = it
-                .next()
-                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-            let num = || {
-                value
-                    .parse::<usize>()
-                    .map_err(|_| format!("{flag}: {value:?} is not a number"))
-            };
-            match flag.as_str() {
-                "--reps" => f.reps = num()?.max(1),
-                "--fanout-runs" => f.fanout_runs = num()?.max(1),
-                "--pings" => f.pings = num()?.max(1),
-                "--interval-ms" => f.interval = Duration::from_millis(num()? as u64),
-                "--dps" | "-n" => f.n = num()?,
-                "--bad" => f.bad = num()?,
-                "--size" => f.size = num()?,
-                "--fanout-patience-s" => f.fanout_patience = Duration::from_secs(num()? as u64),
-                "--connectors" => f.connectors = num()?.max(1),
+        for flag in flags::pairs(args, USAGE, &[]) {
+            let flag = flag?;
+            let value = flag.text;
+            match flag.name {
+                "--reps" => f.reps = flag.num()?.max(1),
+                "--fanout-runs" => f.fanout_runs = flag.num()?.max(1),
+                "--pings" => f.pings = flag.num()?.max(1),
+                "--interval-ms" => f.interval = Duration::from_millis(flag.num()? as u64),
+                "--dps" | "-n" => f.n = flag.num()?,
+                "--bad" => f.bad = flag.num()?,
+                "--size" => f.size = flag.num()?,
+                "--fanout-patience-s" => {
+                    f.fanout_patience = Duration::from_secs(flag.num()? as u64)
+                }
+                "--connectors" => f.connectors = flag.num()?.max(1),
                 "--protocol" => {
-                    f.protocol = match value.as_str() {
+                    f.protocol = match value {
                         "wrpc" => Protocol::Wrpc,
                         "json" => Protocol::Json,
                         other => return Err(format!("--protocol {other}: wrpc or json")),
                     }
                 }
                 "--only" => f.only = value.split(',').map(str::to_string).collect(),
-                "--addr" => f.addr = value.clone(),
-                "--cert" => f.cert = value.clone(),
-                "--key" => f.key = value.clone(),
-                other => return Err(format!("unknown flag {other}\n{USAGE}")),
+                "--addr" => f.addr = value.to_string(),
+                "--cert" => f.cert = value.to_string(),
+                "--key" => f.key = value.to_string(),
+                _ => return Err(flag.unknown()),
             }
         }
         Ok(f)

@@ -49,6 +49,8 @@ use dpspec::tls::{
 use dpspec::ControlPlane;
 use serde_json::{json, Value};
 
+#[path = "common/flags.rs"]
+mod flags;
 #[allow(dead_code)]
 #[path = "common/fleet.rs"]
 mod fleet;
@@ -110,26 +112,19 @@ impl Flags {
             key: String::new(),
         };
         let mut scenarios = "once:shared,once:lost,jitter:shared,jitter:lost".to_string();
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let value = it
-                .next()
-                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-            let num = || {
-                value
-                    .parse::<usize>()
-                    .map_err(|_| format!("{flag}: {value:?} is not a number"))
-            };
-            match flag.as_str() {
-                "-n" => f.n = num()?,
-                "--runs" => f.runs = num()?.max(1),
-                "--scenarios" => scenarios = value.clone(),
-                "--max-handshakes" => f.max_handshakes = Some(num()?),
-                "--connectors" => f.connectors = num()?.max(1),
-                "--addr" => f.addr = value.clone(),
-                "--cert" => f.cert = value.clone(),
-                "--key" => f.key = value.clone(),
-                other => return Err(format!("unknown flag {other}\n{USAGE}")),
+        for flag in flags::pairs(args, USAGE, &[]) {
+            let flag = flag?;
+            let value = flag.text;
+            match flag.name {
+                "-n" => f.n = flag.num()?,
+                "--runs" => f.runs = flag.num()?.max(1),
+                "--scenarios" => scenarios = value.to_string(),
+                "--max-handshakes" => f.max_handshakes = Some(flag.num()?),
+                "--connectors" => f.connectors = flag.num()?.max(1),
+                "--addr" => f.addr = value.to_string(),
+                "--cert" => f.cert = value.to_string(),
+                "--key" => f.key = value.to_string(),
+                _ => return Err(flag.unknown()),
             }
         }
         for s in scenarios.split(',') {
